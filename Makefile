@@ -1,0 +1,27 @@
+# Two commands do all the set-up on a fresh machine:
+#   make serve   - install into .venv (first time) and run the server on http://127.0.0.1:8080
+#   make test    - install into .venv (first time) and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/workstream serve
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check workstream tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

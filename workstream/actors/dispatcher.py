@@ -1,0 +1,243 @@
+"""The Dispatcher: admission and hand-out.
+
+Admission: submissions pass through here. While draining they are refused (`ShuttingDown`);
+otherwise they go to the Registry with the capacity as their limit, and the Registry checks
+it inside the same transaction that stores them, so a refused job is never stored and a
+stored job is never refused.
+
+Hand-out: the Dispatcher keeps the idle Workers. When some are idle and jobs may be due, it
+asks the Registry to claim as many jobs as there are idle Workers (one claim in flight at a
+time) and gives one to each. It learns that jobs may be due from job events (created,
+retried, recovered, released), from Workers going idle after a full claim, and from an
+alarm set with the Ticker for the earliest delayed job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from workstream.actors.events import JOB_CREATED, MAKES_WORK, JobEvents
+from workstream.actors.registry import Claim, Claimed, Create, Release
+from workstream.actors.replies import Callback, Reply, answer
+from workstream.errors import ShuttingDown
+
+log = logging.getLogger(__name__)
+
+CLAIM_RETRY_DELAY = 1.0  # after a failed claim (storage busy), try again this much later
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    create: Create
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerIdle:
+    worker: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """To a Worker: run this claimed job."""
+
+    job: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimDone:
+    asked: int
+    claimed: Claimed | None
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StopAdmission:
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class StopHandout:
+    """Stop giving out jobs. `all_idle` is set once no Worker is running a job."""
+
+    reply: Reply
+    all_idle: threading.Event
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherStatus:
+    workers: int
+    idle: int
+    busy: int
+    accepting: bool
+    handing_out: bool
+
+
+Schedule = Callable[[float, Callable[[], None]], None]
+
+
+class Dispatcher(pykka.ThreadingActor):
+    def __init__(
+        self,
+        *,
+        registry: pykka.ActorRef[Any],
+        capacity: int,
+        clock: Callable[[], float],
+        schedule: Schedule | None = None,
+    ) -> None:
+        super().__init__()
+        self._registry = registry
+        self._capacity = capacity
+        self._clock = clock
+        self._schedule = schedule  # ticker.at(when, fn); None in isolated tests
+        self._idle: list[pykka.ActorRef[Any]] = []
+        self._workers: set[str] = set()
+        self._accepting = True
+        self._handing_out = True
+        self._maybe_due = True  # jobs may be due: claim when workers are idle
+        self._claiming = False
+        self._alarm_at: float | None = None
+        self._all_idle: threading.Event | None = None
+
+    def on_receive(self, message: Any) -> Any:
+        handler = self._HANDLERS.get(type(message))
+        if handler is None:
+            log.warning("dispatcher ignored unknown message %r", type(message).__name__)
+            return None
+        return handler(self, message)
+
+    @property
+    def _busy(self) -> int:
+        return len(self._workers) - len(self._idle)
+
+    def _submit(self, message: Submit) -> None:
+        create = message.create
+        if not self._accepting:
+            answer(
+                create.reply, error=ShuttingDown("the server is shutting down; not accepting jobs")
+            )
+            return
+        self._registry.tell(
+            Create(
+                specs=create.specs,
+                reply=create.reply,
+                limit=self._capacity,
+                idempotency_key=create.idempotency_key,
+                request_hash=create.request_hash,
+            )
+        )
+
+    def _worker_idle(self, message: WorkerIdle) -> None:
+        self._workers.add(message.worker.actor_urn)
+        self._idle.append(message.worker)
+        if self._all_idle is not None and self._busy == 0:
+            self._all_idle.set()
+        self._pump()
+
+    def _job_events(self, message: JobEvents) -> None:
+        now = self._clock()
+        for event in message.events:
+            if event.kind not in MAKES_WORK:
+                continue
+            if event.kind == JOB_CREATED and event.run_at is not None and event.run_at > now:
+                self._wake_at(event.run_at)
+            else:
+                self._maybe_due = True
+        self._pump()
+
+    def _claim_done(self, message: _ClaimDone) -> None:
+        self._claiming = False
+        if message.error is not None or message.claimed is None:
+            log.warning("claim failed: %s", message.error, extra={"event": "claim_failed"})
+            self._wake_at(self._clock() + CLAIM_RETRY_DELAY)
+            return
+        jobs = message.claimed.jobs
+        unplaced = []
+        for job in jobs:
+            if self._handing_out and self._idle:
+                self._idle.pop().tell(Run(job))
+            else:
+                unplaced.append(job.id)
+        if unplaced:
+            self._registry.tell(Release(job_ids=unplaced))
+        if len(jobs) < message.asked:
+            self._maybe_due = False
+            if message.claimed.next_run_at is not None:
+                self._wake_at(message.claimed.next_run_at)
+        self._pump()
+
+    def _alarm(self, message: Alarm) -> None:
+        self._alarm_at = None  # at worst a later alarm is still pending: a spare wake-up
+        self._maybe_due = True
+        self._pump()
+
+    def _wake_at(self, when: float) -> None:
+        if self._schedule is None:
+            return
+        if self._alarm_at is not None and self._alarm_at <= when:
+            return  # an earlier alarm will wake us; its claim will find this job's time
+        self._alarm_at = when
+        ref = self.actor_ref
+        self._schedule(when, lambda: ref.tell(Alarm()))
+
+    def _pump(self) -> None:
+        if not (self._handing_out and self._idle and self._maybe_due) or self._claiming:
+            return
+        self._claiming = True
+        asked = len(self._idle)
+        ref = self.actor_ref
+
+        def claimed(value: Any, error: BaseException | None) -> None:
+            ref.tell(_ClaimDone(asked, value, error))
+
+        self._registry.tell(Claim(asked, Callback(claimed)))
+
+    def _stop_admission(self, message: StopAdmission) -> None:
+        self._accepting = False
+        answer(message.reply, None)
+
+    def _stop_handout(self, message: StopHandout) -> None:
+        self._accepting = False
+        self._handing_out = False
+        self._all_idle = message.all_idle
+        if self._busy == 0:
+            message.all_idle.set()
+        answer(message.reply, self._busy)
+
+    def _status(self, message: Status) -> None:
+        answer(
+            message.reply,
+            DispatcherStatus(
+                workers=len(self._workers),
+                idle=len(self._idle),
+                busy=self._busy,
+                accepting=self._accepting,
+                handing_out=self._handing_out,
+            ),
+        )
+
+    _HANDLERS: dict[type, Callable[..., Any]] = {
+        Submit: _submit,
+        WorkerIdle: _worker_idle,
+        JobEvents: _job_events,
+        _ClaimDone: _claim_done,
+        Alarm: _alarm,
+        StopAdmission: _stop_admission,
+        StopHandout: _stop_handout,
+        Status: _status,
+    }

@@ -1,0 +1,502 @@
+"""The Registry: the only writer of job state.
+
+Every change (create, claim, complete, fail, requeue, retry, cancel, recover, release)
+arrives here as a command, is checked against the transition table (`jobs.states`) and
+persisted through the Store. Commands are *group-committed*: the first command to arrive
+in an empty buffer makes the Registry `tell` itself `_FLUSH`; since the inbox is FIFO,
+every command that arrived before that flush is in its batch. The batch runs in one
+transaction; only after the commit are replies resolved and events published. So an
+accepted job is on disk before anyone hears that it was accepted.
+
+A command refused by the domain (unknown job, illegal transition, full queue) writes
+nothing and fails alone. A storage failure rolls back the whole batch: requests get
+`StorageUnavailable`; handler outcomes (`Finish`) are kept and written with a later batch,
+so a finished attempt is not forgotten while the disk is busy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from workstream.actors.events import (
+    JOB_CANCELLED,
+    JOB_COMPLETED,
+    JOB_CREATED,
+    JOB_FAILED,
+    JOB_FENCED,
+    JOB_RECOVERED,
+    JOB_RELEASED,
+    JOB_RETRIED,
+    EventBus,
+    JobEvent,
+)
+from workstream.actors.replies import Reply, answer
+from workstream.errors import (
+    IdempotencyKeyReused,
+    NotFound,
+    QueueFull,
+    StaleAttempt,
+    StorageUnavailable,
+    WorkStreamError,
+)
+from workstream.jobs import states
+from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.retry import RetryPolicy
+from workstream.jobs.spec import JobSpec
+from workstream.store.base import Store, Transaction
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 1000
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """Store `specs` as new jobs, all or none. `limit` is the capacity: the most jobs that
+    may be pending and due once these are added (None: no limit)."""
+
+    specs: list[JobSpec]
+    reply: Reply
+    limit: int | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    jobs: list[Job]
+    created: bool  # False: an idempotent repeat, `jobs` is what the first request stored
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Mark up to `limit` due jobs `processing` for this process and hand them back."""
+
+    limit: int
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    jobs: list[Job]
+    next_run_at: float | None  # when the earliest not-yet-due pending job becomes due
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a Worker reports about one attempt. `error` None means success."""
+
+    job_id: str
+    attempt: int
+    owner: str
+    worker: str
+    duration: float
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    job_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    job_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """Requeue failed jobs whose backoff is over and recover jobs whose lease expired."""
+
+    reply: Reply | None = None
+    limit: int = SWEEP_BATCH
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    requeued: int
+    recovered: int
+    more: bool  # the batch limit was reached: sweep again
+
+
+@dataclass(frozen=True, slots=True)
+class RenewLeases:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """Start-up: every job left `processing` (by `owner`, or by anyone when None) was
+    interrupted; its attempt counts."""
+
+    reply: Reply
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Graceful shutdown: give back this process's running jobs (all of them, or `job_ids`)
+    without counting the attempt. Answers how many were returned to pending."""
+
+    reply: Reply | None = None
+    job_ids: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Answers once everything sent before it is committed."""
+
+    reply: Reply
+
+
+class _Flush:
+    pass
+
+
+_FLUSH = _Flush()
+
+
+@dataclass
+class _Batch:
+    now: float
+    events: list[JobEvent] = field(default_factory=list)
+    answers: list[tuple[Reply | None, Any, BaseException | None]] = field(default_factory=list)
+
+
+# -- the actor ------------------------------------------------------------------------
+
+
+class Registry(pykka.ThreadingActor):
+    def __init__(
+        self,
+        *,
+        store: Store,
+        events: EventBus,
+        owner: str,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        retry_policy: RetryPolicy,
+        lease_duration: float,
+        default_max_retries: int,
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self._events = events
+        self._owner = owner
+        self._clock = clock
+        self._new_id = new_id
+        self._policy = retry_policy
+        self._lease = lease_duration
+        self._default_max_retries = default_max_retries
+        self._buffer: list[Any] = []
+        self._unsaved: list[Finish] = []  # outcomes whose batch failed to commit
+        self._running: dict[str, int] = {}  # job id -> attempt, claimed by this process
+        self.commits = 0
+
+    # Every message is buffered; the flush runs them in one transaction.
+    def on_receive(self, message: Any) -> Any:
+        if message is _FLUSH:
+            self._flush()
+            return None
+        self._buffer.append(message)
+        if len(self._buffer) == 1:
+            self.actor_ref.tell(_FLUSH)
+        return None
+
+    @property
+    def running(self) -> dict[str, int]:
+        return dict(self._running)
+
+    def _flush(self) -> None:
+        commands, self._buffer = self._unsaved + self._buffer, []
+        self._unsaved = []
+        if not commands:
+            return
+        batch = _Batch(now=self._clock())
+        running_before = dict(self._running)
+        try:
+            with self._store.transaction() as tx:
+                for command in commands:
+                    self._apply(command, tx, batch)
+        except StorageUnavailable as exc:
+            self._running = running_before
+            self._unsaved = [c for c in commands if isinstance(c, Finish)]
+            for command in commands:
+                if not isinstance(command, Finish | RenewLeases):
+                    answer(getattr(command, "reply", None), error=exc)
+            return
+        except Exception as exc:
+            # A bug, not a refusal: fail every request of the batch, keep the actor alive.
+            log.exception("registry batch failed", extra={"event": "registry_error"})
+            self._running = running_before
+            error = StorageUnavailable("internal error while storing; nothing was changed")
+            error.__cause__ = exc
+            self._unsaved = [c for c in commands if isinstance(c, Finish)]
+            for command in commands:
+                if not isinstance(command, Finish | RenewLeases):
+                    answer(getattr(command, "reply", None), error=error)
+            return
+        self.commits += 1
+        for reply, value, error in batch.answers:
+            answer(reply, value, error)
+        self._events.publish(batch.events)
+
+    def _apply(self, command: Any, tx: Transaction, batch: _Batch) -> None:
+        handler = self._HANDLERS.get(type(command))
+        if handler is None:
+            log.warning("registry ignored unknown message %r", type(command).__name__)
+            return
+        reply = getattr(command, "reply", None)
+        try:
+            value = handler(self, command, tx, batch)
+        except StorageUnavailable:
+            raise  # the whole batch rolls back
+        except WorkStreamError as refused:
+            batch.answers.append((reply, None, refused))
+        else:
+            batch.answers.append((reply, value, None))
+
+    # -- command handlers (inside the batch's transaction) ------------------------------
+
+    def _create(self, command: Create, tx: Transaction, batch: _Batch) -> Created:
+        now = batch.now
+        key = command.idempotency_key
+        if key is not None:
+            existing = tx.find_by_idempotency_key(key)
+            if existing is not None:
+                if existing.request_hash != command.request_hash:
+                    raise IdempotencyKeyReused(
+                        "this Idempotency-Key was already used with a different request"
+                    )
+                return Created([existing], created=False)
+        jobs = [
+            Job(
+                id=self._new_id(),
+                type=spec.type,
+                payload=spec.payload,
+                status=JobStatus.PENDING,
+                max_retries=(
+                    self._default_max_retries if spec.max_retries is None else spec.max_retries
+                ),
+                created_at=now,
+                updated_at=now,
+                run_at=now if spec.run_at is None or spec.run_at < now else spec.run_at,
+                idempotency_key=key,
+                request_hash=command.request_hash if key is not None else None,
+            )
+            for spec in command.specs
+        ]
+        due = sum(1 for job in jobs if job.run_at is not None and job.run_at <= now)
+        if command.limit is not None and due:
+            waiting = tx.count_ready(now, command.limit + 1)
+            if waiting + due > command.limit:
+                raise QueueFull(
+                    f"the queue is full: {waiting} jobs are waiting to start and at most "
+                    f"{command.limit} may wait; "
+                    + (
+                        "retry later"
+                        if due <= command.limit
+                        else f"this request brings {due} due jobs, more than fit at once"
+                    )
+                )
+        for job in jobs:
+            tx.insert(job)
+            batch.events.append(JobEvent(JOB_CREATED, job.id, job.type, 0, now, run_at=job.run_at))
+        return Created(jobs, created=True)
+
+    def _claim(self, command: Claim, tx: Transaction, batch: _Batch) -> Claimed:
+        now = batch.now
+        claimed = []
+        for job in tx.claimable(now, command.limit):
+            taken = states.claim(job, owner=self._owner, now=now, lease=self._lease)
+            if tx.update(taken, job):
+                claimed.append(taken)
+                self._running[taken.id] = taken.attempts
+        next_run_at = tx.next_run_at(now) if len(claimed) < command.limit else None
+        return Claimed(claimed, next_run_at)
+
+    def _finish(self, command: Finish, tx: Transaction, batch: _Batch) -> None:
+        outcome = command.outcome
+        if self._running.get(outcome.job_id) == outcome.attempt:
+            del self._running[outcome.job_id]
+        job = tx.get(outcome.job_id)
+        if job is None:
+            log.error("finished job %s is not in the store", outcome.job_id)
+            return
+        try:
+            if outcome.error is None:
+                done = states.complete(
+                    job,
+                    attempt=outcome.attempt,
+                    owner=outcome.owner,
+                    result=outcome.result,
+                    now=batch.now,
+                )
+            else:
+                done = states.fail(
+                    job,
+                    attempt=outcome.attempt,
+                    owner=outcome.owner,
+                    error=outcome.error,
+                    now=batch.now,
+                    policy=self._policy,
+                )
+            if not tx.update(done, job):
+                raise StaleAttempt(f"job {job.id} changed while attempt {outcome.attempt} ran")
+        except StaleAttempt as exc:
+            log.warning(
+                "late outcome refused: %s", exc, extra={"event": JOB_FENCED, "job_id": job.id}
+            )
+            batch.events.append(
+                JobEvent(
+                    JOB_FENCED,
+                    job.id,
+                    job.type,
+                    outcome.attempt,
+                    batch.now,
+                    worker=outcome.worker,
+                    reason="completed" if outcome.error is None else "failed",
+                )
+            )
+            return
+        kind = JOB_COMPLETED if outcome.error is None else JOB_FAILED
+        batch.events.append(
+            JobEvent(
+                kind,
+                done.id,
+                done.type,
+                outcome.attempt,
+                batch.now,
+                worker=outcome.worker,
+                duration_ms=round(outcome.duration * 1000, 3),
+                error=outcome.error,
+                final=done.finished,
+                run_at=done.run_at,
+            )
+        )
+
+    def _load(self, tx: Transaction, job_id: str) -> Job:
+        job = tx.get(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id}")
+        return job
+
+    def _cancel(self, command: Cancel, tx: Transaction, batch: _Batch) -> Job:
+        job = self._load(tx, command.job_id)
+        done = states.cancel(job, now=batch.now)
+        self._write(tx, done, job)
+        batch.events.append(JobEvent(JOB_CANCELLED, job.id, job.type, job.attempts, batch.now))
+        return done
+
+    def _retry(self, command: Retry, tx: Transaction, batch: _Batch) -> Job:
+        job = self._load(tx, command.job_id)
+        again = states.retry(job, now=batch.now)
+        self._write(tx, again, job)
+        batch.events.append(
+            JobEvent(JOB_RETRIED, job.id, job.type, job.attempts, batch.now, reason="manual")
+        )
+        return again
+
+    @staticmethod
+    def _write(tx: Transaction, job: Job, expected: Job) -> None:
+        if not tx.update(job, expected):
+            raise StorageUnavailable(f"job {job.id} changed during its own transaction")
+
+    def _sweep(self, command: Sweep, tx: Transaction, batch: _Batch) -> Swept:
+        now = batch.now
+        requeued = 0
+        due = tx.due_retries(now, command.limit)
+        for job in due:
+            again = states.requeue(job, now=now)
+            if tx.update(again, job):
+                requeued += 1
+                batch.events.append(
+                    JobEvent(JOB_RETRIED, job.id, job.type, job.attempts, now, reason="backoff")
+                )
+        recovered = 0
+        expired = tx.expired_leases(now, command.limit)
+        for job in expired:
+            if job.owner == self._owner and self._running.get(job.id) == job.attempts:
+                continue  # still running here; renewal is due and will extend it
+            reason = f"attempt {job.attempts} was interrupted: its lease expired"
+            recovered += self._recover_one(tx, batch, job, reason, "lease_expired")
+        return Swept(
+            requeued, recovered, more=len(due) >= command.limit or len(expired) >= command.limit
+        )
+
+    def _recover_one(self, tx: Transaction, batch: _Batch, job: Job, reason: str, why: str) -> int:
+        back = states.recover(job, now=batch.now, reason=reason)
+        if not tx.update(back, job):
+            return 0
+        self._running.pop(job.id, None)
+        batch.events.append(
+            JobEvent(
+                JOB_RECOVERED, job.id, job.type, job.attempts, batch.now, reason=why, error=reason
+            )
+        )
+        if back.status is JobStatus.FAILED:
+            batch.events.append(
+                JobEvent(
+                    JOB_FAILED, job.id, job.type, job.attempts, batch.now, error=reason, final=True
+                )
+            )
+        return 1
+
+    def _recover(self, command: Recover, tx: Transaction, batch: _Batch) -> int:
+        recovered = 0
+        for job in tx.processing(command.owner):
+            reason = f"attempt {job.attempts} was interrupted: the server stopped while it ran"
+            recovered += self._recover_one(tx, batch, job, reason, "restart")
+        return recovered
+
+    def _renew(self, command: RenewLeases, tx: Transaction, batch: _Batch) -> int:
+        if not self._running:
+            return 0
+        return tx.renew_leases(self._owner, list(self._running), batch.now + self._lease)
+
+    def _release(self, command: Release, tx: Transaction, batch: _Batch) -> int:
+        wanted = None if command.job_ids is None else set(command.job_ids)
+        released = 0
+        for job in tx.processing(self._owner):
+            if wanted is not None and job.id not in wanted:
+                continue
+            back = states.release(job, attempt=job.attempts, owner=self._owner, now=batch.now)
+            if tx.update(back, job):
+                released += 1
+                self._running.pop(job.id, None)
+                batch.events.append(
+                    JobEvent(JOB_RELEASED, job.id, job.type, job.attempts, batch.now)
+                )
+        return released
+
+    def _barrier(self, command: Barrier, tx: Transaction, batch: _Batch) -> None:
+        return None
+
+    _HANDLERS: dict[type, Callable[..., Any]] = {
+        Create: _create,
+        Claim: _claim,
+        Finish: _finish,
+        Cancel: _cancel,
+        Retry: _retry,
+        Sweep: _sweep,
+        RenewLeases: _renew,
+        Recover: _recover,
+        Release: _release,
+        Barrier: _barrier,
+    }

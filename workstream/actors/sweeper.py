@@ -1,0 +1,61 @@
+"""The Sweeper: on every tick, ask the Registry to requeue failed jobs whose backoff is over
+and to recover jobs whose lease expired. One sweep in flight at a time; a sweep that hit its
+batch limit is followed at once by another, so a large backlog drains in bounded
+transactions without waiting for the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from workstream.actors.registry import Sweep, Swept
+from workstream.actors.replies import Callback
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _SweepDone:
+    swept: Swept | None
+    error: BaseException | None
+
+
+class Sweeper(pykka.ThreadingActor):
+    def __init__(self, *, registry: pykka.ActorRef[Any], batch: int = 1000) -> None:
+        super().__init__()
+        self._registry = registry
+        self._batch = batch
+        self._sweeping = False
+        self.sweeps = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Tick):
+            self._start_sweep()
+        elif isinstance(message, _SweepDone):
+            self._sweeping = False
+            self.sweeps += 1
+            if message.error is not None:
+                log.warning("sweep failed: %s", message.error, extra={"event": "sweep_failed"})
+            elif message.swept is not None and message.swept.more:
+                self._start_sweep()
+        return None
+
+    def _start_sweep(self) -> None:
+        if self._sweeping:
+            return
+        self._sweeping = True
+        ref = self.actor_ref
+
+        def done(value: Any, error: BaseException | None) -> None:
+            ref.tell(_SweepDone(value, error))
+
+        self._registry.tell(Sweep(reply=Callback(done), limit=self._batch))

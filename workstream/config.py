@@ -1,0 +1,376 @@
+"""Configuration: one typed `Settings` object from four layers.
+
+    defaults < config file (config/workstream.toml, or --config) < environment < flags
+
+Every setting is one row of `SETTINGS`: its name (the environment variable; the TOML key is
+the same in lower case; the flag is `--name-with-dashes`), its default, one converter and
+one line of help. An invalid value raises `ConfigError` with a one-line message naming the
+setting, where it came from, and the value; the CLI prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workstream.errors import ConfigError
+from workstream.units import format_duration, parse_duration
+
+DEFAULT_CONFIG_FILE = Path("config/workstream.toml")
+
+
+# -- converters: raw value (str from env/flags, or a TOML value) -> typed value -------------
+
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise ValueError("expected text")
+    return str(raw).strip()
+
+
+def _whole(raw: Any, lowest: int, highest: int | None = None) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(raw, int):
+        value = raw
+    else:
+        text = _text(raw)
+        if not text.lstrip("+-").isdigit():
+            raise ValueError("expected a whole number")
+        value = int(text)
+    if value < lowest or (highest is not None and value > highest):
+        bound = f"from {lowest} to {highest}" if highest is not None else f"{lowest} or more"
+        raise ValueError(f"must be {bound}")
+    return value
+
+
+def positive_int(raw: Any) -> int:
+    return _whole(raw, 1, 100_000)
+
+
+def non_negative_int(raw: Any) -> int:
+    return _whole(raw, 0, 1000)
+
+
+def port(raw: Any) -> int:
+    return _whole(raw, 0, 65535)
+
+
+def _duration(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("expected a duration like 500ms, 10s or 1m30s")
+    if isinstance(raw, int | float):
+        seconds = float(raw)
+        if seconds < 0:
+            raise ValueError("must not be negative")
+        return seconds
+    return parse_duration(_text(raw))
+
+
+def duration(raw: Any) -> float:
+    """A duration that must be more than zero."""
+    seconds = _duration(raw)
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return seconds
+
+
+def duration_or_zero(raw: Any) -> float:
+    return _duration(raw)
+
+
+def boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = _text(raw).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def optional_text(raw: Any) -> str | None:
+    text = _text(raw)
+    return text or None
+
+
+def host(raw: Any) -> str:
+    text = _text(raw)
+    if not text or any(ch.isspace() for ch in text):
+        raise ValueError("expected an IP address or host name")
+    return text
+
+
+def module_list(raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else _text(raw).split(",")
+    names = tuple(_text(item) for item in items if _text(item))
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"{name!r} is not a Python module name")
+    return names
+
+
+def choice(*allowed: str) -> Callable[[Any], str]:
+    def convert(raw: Any) -> str:
+        text = _text(raw).lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return text
+
+    return convert
+
+
+def database_url(raw: Any) -> str:
+    text = _text(raw)
+    if not text.startswith(("sqlite:///", "postgresql://", "postgres://")) or text == "sqlite:///":
+        raise ValueError(
+            "expected sqlite:///relative/path, sqlite:////absolute/path or postgresql://..."
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # attribute name; env var = name.upper(); TOML key = name; flag = --name
+    default: Any
+    convert: Callable[[Any], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("port", 8080, port, "HTTP port (0 picks a free one)"),
+    Setting("host", "127.0.0.1", host, "bind address; 0.0.0.0 must be asked for"),
+    Setting("worker_count", 10, positive_int, "worker actors in the pool"),
+    Setting(
+        "job_queue_capacity",
+        100,
+        positive_int,
+        "most jobs waiting to start (pending and due); past it, submissions get 429",
+    ),
+    Setting(
+        "sweeper_interval",
+        10.0,
+        duration,
+        "how often failed jobs due for retry, and expired leases, are re-queued",
+    ),
+    Setting(
+        "max_retries",
+        3,
+        non_negative_int,
+        "default retries after the first attempt (a job runs at most 1 + max_retries times)",
+    ),
+    Setting(
+        "retry_backoff",
+        1.0,
+        duration_or_zero,
+        "backoff base: wait after failed attempt n is base x 2^(n-1), +-10%; 0s = next sweep",
+    ),
+    Setting("retry_backoff_max", 3600.0, duration, "the longest backoff"),
+    Setting(
+        "shutdown_timeout",
+        30.0,
+        duration_or_zero,
+        "how long a graceful shutdown waits for running jobs",
+    ),
+    Setting(
+        "database_url",
+        "sqlite:///data/workstream.db",
+        database_url,
+        "storage: sqlite:///relative/path, sqlite:////absolute/path, postgresql://...",
+    ),
+    Setting(
+        "lease_duration",
+        30.0,
+        duration,
+        "how long a claimed job stays owned without renewal (renewed every third of it)",
+    ),
+    Setting(
+        "job_handlers",
+        (),
+        module_list,
+        "comma-separated Python modules to import at start; each registers handlers",
+    ),
+    Setting(
+        "api_token",
+        None,
+        optional_text,
+        "when set, every request but GET /health needs 'Authorization: Bearer <token>'",
+        secret=True,
+    ),
+    Setting(
+        "allow_insecure_bind",
+        False,
+        boolean,
+        "allow a non-loopback HOST without API_TOKEN (otherwise start-up refuses)",
+    ),
+    Setting("log_level", "info", choice("debug", "info", "warning", "error"), "log level"),
+    Setting(
+        "log_format",
+        "json",
+        choice("json", "text"),
+        "json: one JSON object per line on stderr; text: for humans",
+    ),
+    Setting(
+        "outbox_dir",
+        "data/outbox",
+        _text,
+        "where email_send writes .eml files when SMTP_HOST is not set",
+    ),
+    Setting(
+        "smtp_host", None, optional_text, "SMTP server for email_send (unset: write .eml files)"
+    ),
+    Setting("smtp_port", 25, lambda raw: _whole(raw, 1, 65535), "SMTP port"),
+    Setting("smtp_user", None, optional_text, "SMTP user name (login when set)"),
+    Setting("smtp_password", None, optional_text, "SMTP password", secret=True),
+    Setting("smtp_from", "workstream@localhost", _text, "sender address for email_send"),
+    Setting("smtp_starttls", False, boolean, "use STARTTLS with the SMTP server"),
+    Setting("http_threads", 8, lambda raw: _whole(raw, 1, 256), "HTTP worker threads (waitress)"),
+    Setting(
+        "http_connection_limit",
+        500,
+        lambda raw: _whole(raw, 1, 100_000),
+        "most open HTTP connections; more wait in the listen backlog",
+    ),
+    Setting(
+        "http_channel_timeout",
+        30.0,
+        duration,
+        "an idle or stalled HTTP connection is closed after this long",
+    ),
+    Setting(
+        "request_timeout",
+        10.0,
+        duration,
+        "how long an HTTP request waits for the engine before answering 503",
+    ),
+)
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int = 8080
+    host: str = "127.0.0.1"
+    worker_count: int = 10
+    job_queue_capacity: int = 100
+    sweeper_interval: float = 10.0
+    max_retries: int = 3
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 3600.0
+    shutdown_timeout: float = 30.0
+    database_url: str = "sqlite:///data/workstream.db"
+    lease_duration: float = 30.0
+    job_handlers: tuple[str, ...] = ()
+    api_token: str | None = field(default=None, repr=False)
+    allow_insecure_bind: bool = False
+    log_level: str = "info"
+    log_format: str = "json"
+    outbox_dir: str = "data/outbox"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str = "workstream@localhost"
+    smtp_starttls: bool = False
+    http_threads: int = 8
+    http_connection_limit: int = 500
+    http_channel_timeout: float = 30.0
+    request_timeout: float = 10.0
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def loopback_only(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def described(self) -> dict[str, Any]:
+        """The settings for a start-up log line, secrets masked."""
+        out: dict[str, Any] = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.name)
+            if setting.secret and value:
+                value = "***"
+            elif isinstance(value, float) and setting.convert in (duration, duration_or_zero):
+                value = format_duration(value)
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            out[setting.name] = value
+        return out
+
+
+def _convert(setting: Setting, raw: Any, source: str) -> Any:
+    try:
+        return setting.convert(raw)
+    except ValueError as exc:
+        shown = "***" if setting.secret else repr(raw)
+        raise ConfigError(f"invalid {setting.env} = {shown} ({source}): {exc}") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    unknown = sorted(key for key in data if key not in _BY_NAME)
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown setting {unknown[0]!r} (see config/workstream.toml)"
+        )
+    return data
+
+
+def load_settings(
+    *,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Build the Settings: defaults < config file < environment < flags.
+
+    `config_file` None means `config/workstream.toml` if it exists; a file that was asked
+    for explicitly must exist. `flags` maps setting names to raw values (None = not given).
+    """
+    env = os.environ if env is None else env
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        file_values = read_config_file(path)
+    elif DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+        file_values = read_config_file(path)
+    else:
+        path, file_values = DEFAULT_CONFIG_FILE, {}
+    for setting in SETTINGS:
+        if flags.get(setting.name) is not None:
+            values[setting.name] = _convert(setting, flags[setting.name], f"flag {setting.flag}")
+        elif setting.env in env:
+            values[setting.name] = _convert(setting, env[setting.env], "environment")
+        elif setting.name in file_values:
+            values[setting.name] = _convert(setting, file_values[setting.name], f"in {path}")
+    settings = Settings(**values)
+    return settings

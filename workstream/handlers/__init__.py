@@ -1,0 +1,112 @@
+"""Handlers: the Python callables that run jobs, looked up by job type in a `HandlerTable`.
+
+    from workstream import handler
+
+    @handler("resize_image", timeout=60)
+    def resize(payload, job):
+        ...
+        return {"width": 640}          # JSON-able; becomes the job's result
+
+`@handler` registers into `default_table`, which the server copies at start-up after it
+has imported the modules named in `JOB_HANDLERS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from workstream.errors import ConfigError, InvalidPayload, UnknownJobType
+from workstream.jobs.model import JobContext
+
+HandlerFn = Callable[[Any, JobContext], Any]
+Validator = Callable[[Any], None]
+_TYPE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A registered handler. `timeout` (seconds) bounds one attempt; `validate` checks a
+    payload at submission and raises ValueError with a message for the client."""
+
+    type: str
+    fn: HandlerFn
+    timeout: float | None = None
+    validate: Validator | None = None
+
+
+class HandlerTable:
+    """Job type -> Handler. Written at start-up, read by workers and admission."""
+
+    def __init__(self, handlers: Iterable[Handler] = ()) -> None:
+        self._handlers: dict[str, Handler] = {}
+        for item in handlers:
+            self.add(item)
+
+    def add(self, item: Handler) -> None:
+        if not _TYPE_NAME.match(item.type):
+            raise ValueError(f"invalid job type name {item.type!r}")
+        if item.timeout is not None and not item.timeout > 0:
+            raise ValueError(f"handler {item.type!r}: timeout must be positive")
+        self._handlers[item.type] = item
+
+    def register(
+        self,
+        job_type: str,
+        *,
+        timeout: float | None = None,
+        validate: Validator | None = None,
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        def decorator(fn: HandlerFn) -> HandlerFn:
+            self.add(Handler(job_type, fn, timeout, validate))
+            return fn
+
+        return decorator
+
+    def get(self, job_type: str) -> Handler | None:
+        return self._handlers.get(job_type)
+
+    def types(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def copy(self) -> HandlerTable:
+        return HandlerTable(self._handlers.values())
+
+    def __contains__(self, job_type: object) -> bool:
+        return job_type in self._handlers
+
+    def check_submission(self, job_type: str, payload: Any, index: int | None = None) -> None:
+        """Refuse, at submission, a job that could never run: unknown type or a payload its
+        handler's validator rejects."""
+        where = "" if index is None else f"jobs[{index}]: "
+        item = self._handlers.get(job_type)
+        if item is None:
+            known = ", ".join(self.types()) or "none"
+            raise UnknownJobType(f"{where}no handler for type {job_type!r} (known types: {known})")
+        if item.validate is not None:
+            try:
+                item.validate(payload)
+            except ValueError as exc:
+                raise InvalidPayload(f"{where}payload for {job_type!r}: {exc}") from None
+
+
+default_table = HandlerTable()
+
+
+def handler(
+    job_type: str, *, timeout: float | None = None, validate: Validator | None = None
+) -> Callable[[HandlerFn], HandlerFn]:
+    """Register `fn(payload, job)` as the handler for `job_type`."""
+    return default_table.register(job_type, timeout=timeout, validate=validate)
+
+
+def import_handler_modules(names: Iterable[str]) -> None:
+    """Import the modules named in JOB_HANDLERS; each registers its handlers on import."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"JOB_HANDLERS: cannot import module {name!r}: {exc}") from None

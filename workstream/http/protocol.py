@@ -1,0 +1,68 @@
+"""What the HTTP layer needs from the rest of WorkStream.
+
+The real implementation is `workstream.service.Engine`; HTTP tests pass a fake. Every
+method either returns or raises a `workstream.errors.WorkStreamError`; none blocks without
+a bound (a stuck engine raises `ServiceBusy`, which is a 503).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.spec import JobSpec
+from workstream.store.base import JobPage
+
+
+@dataclass(frozen=True)
+class Submission:
+    jobs: list[Job]
+    created: bool  # False: an Idempotency-Key repeat; `jobs` holds the job first stored
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    status: str  # "ok", "shutting_down", "unavailable"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class JobService(Protocol):
+    def submit(
+        self,
+        specs: list[JobSpec],
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Submission:
+        """Store the jobs, all or none. Raises UnknownJobType (422), InvalidPayload (400),
+        QueueFull (429), IdempotencyKeyReused (409), ShuttingDown / StorageUnavailable /
+        ServiceBusy (503). Errors about one job of a batch name its index: `jobs[3]: ...`."""
+
+    def get(self, job_id: str) -> Job:
+        """Raises NotFound."""
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> JobPage: ...
+
+    def cancel(self, job_id: str) -> Job:
+        """Raises NotFound, IllegalTransition (409)."""
+
+    def retry(self, job_id: str) -> Job:
+        """Raises NotFound, IllegalTransition (409)."""
+
+    def health(self) -> Health: ...
+
+    def stats(self) -> dict[str, Any]:
+        """The JSON form of /metrics: at least total_jobs_created, jobs_completed,
+        jobs_failed, jobs_retried, jobs_in_progress, queue_size."""
+
+    def metrics_text(self) -> tuple[str, bytes]:
+        """(content type, body) of the Prometheus text exposition."""

@@ -1,0 +1,100 @@
+"""The job record and its public view."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from workstream.units import format_time
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job as stored. Times are Unix seconds (floats); the API renders them as RFC 3339.
+
+    `owner` and `lease_expires_at` are set while a process holds the job (`processing`).
+    `retry_base` is the value of `attempts` when the current run budget began (0, or the
+    attempt count at the last manual retry): runs used = attempts - retry_base.
+    """
+
+    id: str
+    type: str
+    payload: Any
+    status: JobStatus
+    max_retries: int
+    created_at: float
+    updated_at: float
+    run_at: float | None
+    attempts: int = 0
+    retry_base: int = 0
+    last_error: str | None = None
+    result: Any = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    owner: str | None = None
+    lease_expires_at: float | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+    def replace(self, **changes: Any) -> Job:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def runs_used(self) -> int:
+        return self.attempts - self.retry_base
+
+    @property
+    def runs_allowed(self) -> int:
+        return 1 + self.max_retries
+
+    @property
+    def failed_for_good(self) -> bool:
+        return self.status is JobStatus.FAILED and self.run_at is None
+
+    @property
+    def finished(self) -> bool:
+        """No further run will happen without a manual retry."""
+        return self.status in (JobStatus.COMPLETED, JobStatus.CANCELLED) or self.failed_for_good
+
+    def to_public(self) -> dict[str, Any]:
+        """The job as the API shows it (SPEC section 3)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "payload": self.payload,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "last_error": self.last_error,
+            "result": self.result,
+            "created_at": format_time(self.created_at),
+            "updated_at": format_time(self.updated_at),
+            "started_at": format_time(self.started_at),
+            "finished_at": format_time(self.finished_at),
+            "run_at": format_time(self.run_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a handler sees of its job: `handler(payload, job)`."""
+
+    id: str
+    type: str
+    attempt: int
+    max_retries: int
+    created_at: float
+
+    @classmethod
+    def of(cls, job: Job) -> JobContext:
+        return cls(job.id, job.type, job.attempts, job.max_retries, job.created_at)

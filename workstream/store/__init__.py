@@ -1,0 +1,40 @@
+"""Storage behind one protocol (`base.Store`): SQLite by default, an in-memory fake for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workstream.errors import ConfigError
+from workstream.store.base import Counts, JobPage, Store, Transaction
+
+__all__ = ["Counts", "JobPage", "Store", "Transaction", "sqlite_path", "store_from_url"]
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///relative/path` (relative to the working directory) or
+    `sqlite:////absolute/path` to a filesystem path."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ConfigError(
+            f"DATABASE_URL: {url!r} is not a SQLite URL "
+            "(use sqlite:///relative/path or sqlite:////absolute/path)"
+        )
+    rest = url[len(prefix) :]
+    if "?" in rest or "#" in rest:
+        raise ConfigError(f"DATABASE_URL: {url!r}: query strings are not supported")
+    return Path(rest)
+
+
+def store_from_url(url: str, *, busy_timeout: float = 5.0) -> Store:
+    """The store a DATABASE_URL names."""
+    if url.startswith("sqlite:"):
+        from workstream.store.sqlite import SqliteStore
+
+        return SqliteStore(sqlite_path(url), busy_timeout=busy_timeout)
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"DATABASE_URL: PostgreSQL is not available in this version ({url.split('@')[-1]!r})"
+        )
+    raise ConfigError(
+        f"DATABASE_URL: {url!r} is not supported (use sqlite:///path or postgresql://...)"
+    )

@@ -1,0 +1,103 @@
+"""The storage protocol. The Registry speaks domain (jobs and transitions); a Store speaks
+rows. Every store (in-memory fake, SQLite, PostgreSQL) passes the same contract suite
+(`tests/contract/`).
+
+Writes happen only inside `Store.transaction()`, on the Registry's thread: one transaction
+per group commit. A failure inside it rolls everything back and surfaces as
+`StorageUnavailable`. Reads outside a transaction (`get`, `list`, `counts`) may come from
+any thread and must not queue behind the writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from workstream.jobs.model import Job, JobStatus
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_after: int | None  # pass back as `after` for the next page; None when none remain
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the gauges read. `ready` is pending and due now: what capacity counts."""
+
+    ready: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def of(self, status: JobStatus) -> int:
+        return self.by_status.get(status.value, 0)
+
+
+class Transaction(Protocol):
+    """One atomic unit of writes. Reads inside it see its own writes."""
+
+    def insert(self, job: Job) -> None: ...
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, locked for the rest of the transaction where the store has row locks."""
+
+    def update(self, job: Job, expected: Job) -> bool:
+        """Write `job` only if the stored row still has `expected`'s status, attempts and
+        owner (fencing). Returns whether it was written."""
+
+    def find_by_idempotency_key(self, key: str) -> Job | None: ...
+
+    def count_ready(self, now: float, limit: int) -> int:
+        """Pending jobs due at `now`, counting no further than `limit`."""
+
+    def claimable(self, now: float, limit: int) -> list[Job]:
+        """Up to `limit` pending jobs due at `now`, earliest `run_at` first; skips rows other
+        transactions hold."""
+
+    def next_run_at(self, now: float) -> float | None:
+        """The earliest `run_at` of a pending job that is not yet due."""
+
+    def due_retries(self, now: float, limit: int) -> list[Job]:
+        """Failed jobs whose backoff is over (`run_at <= now`)."""
+
+    def expired_leases(self, now: float, limit: int) -> list[Job]:
+        """Processing jobs whose lease ran out before `now`."""
+
+    def processing(self, owner: str | None = None) -> list[Job]:
+        """Processing jobs, all of them or those of one owner."""
+
+    def renew_leases(self, owner: str, job_ids: list[str], until: float) -> int: ...
+
+
+class Store(Protocol):
+    def open(self) -> None:
+        """Take the database for this process (refusing if another holds it), create or
+        upgrade the schema."""
+
+    def close(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> JobPage:
+        """Jobs oldest first (by submission order), after the position `after`."""
+
+    def counts(self, now: float) -> Counts: ...
+
+    def ping(self) -> None:
+        """Raise StorageUnavailable if the store cannot be read."""
+
+
+def chunked(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,198 @@
+"""An in-memory Store for unit tests: the same contract as SQLite, nothing durable.
+
+Transactions stage their writes and apply them on commit, so a failing transaction
+changes nothing, as in a real database. `fail_next_transaction()` injects a storage
+failure for tests of the Registry's error paths.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from workstream.errors import StorageUnavailable
+from workstream.jobs.model import Job, JobStatus
+from workstream.store.base import Counts, JobPage
+
+PENDING = JobStatus.PENDING
+PROCESSING = JobStatus.PROCESSING
+FAILED = JobStatus.FAILED
+
+
+class MemoryTransaction:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self.staged: dict[str, Job] = {}
+
+    def _all(self) -> list[Job]:
+        merged = dict(self._store._jobs)
+        merged.update(self.staged)
+        return sorted(merged.values(), key=lambda job: self._seq_of(job.id))
+
+    def _seq_of(self, job_id: str) -> int:
+        return self._store._seq.get(job_id, 1 << 62)
+
+    def insert(self, job: Job) -> None:
+        if job.id in self._store._jobs or job.id in self.staged:
+            raise StorageUnavailable(f"duplicate job id {job.id}")
+        key = job.idempotency_key
+        if key is not None and self.find_by_idempotency_key(key) is not None:
+            raise StorageUnavailable("duplicate idempotency key")
+        self.staged[job.id] = job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.staged.get(job_id) or self._store._jobs.get(job_id)
+
+    def update(self, job: Job, expected: Job) -> bool:
+        current = self.get(job.id)
+        if current is None or (current.status, current.attempts, current.owner) != (
+            expected.status,
+            expected.attempts,
+            expected.owner,
+        ):
+            return False
+        self.staged[job.id] = job
+        return True
+
+    def find_by_idempotency_key(self, key: str) -> Job | None:
+        for job in self._all():
+            if job.idempotency_key == key:
+                return job
+        return None
+
+    def _ready(self, now: float) -> list[Job]:
+        ready = [
+            job
+            for job in self._all()
+            if job.status is PENDING and job.run_at is not None and job.run_at <= now
+        ]
+        return sorted(ready, key=lambda job: (job.run_at, self._seq_of(job.id)))
+
+    def count_ready(self, now: float, limit: int) -> int:
+        return min(limit, len(self._ready(now)))
+
+    def claimable(self, now: float, limit: int) -> list[Job]:
+        return self._ready(now)[:limit]
+
+    def next_run_at(self, now: float) -> float | None:
+        future = [
+            job.run_at
+            for job in self._all()
+            if job.status is PENDING and job.run_at is not None and job.run_at > now
+        ]
+        return min(future, default=None)
+
+    def due_retries(self, now: float, limit: int) -> list[Job]:
+        due = [
+            job
+            for job in self._all()
+            if job.status is FAILED and job.run_at is not None and job.run_at <= now
+        ]
+        return sorted(due, key=lambda job: job.run_at or 0.0)[:limit]
+
+    def expired_leases(self, now: float, limit: int) -> list[Job]:
+        return [
+            job
+            for job in self._all()
+            if job.status is PROCESSING
+            and job.lease_expires_at is not None
+            and job.lease_expires_at < now
+        ][:limit]
+
+    def processing(self, owner: str | None = None) -> list[Job]:
+        return [
+            job
+            for job in self._all()
+            if job.status is PROCESSING and (owner is None or job.owner == owner)
+        ]
+
+    def renew_leases(self, owner: str, job_ids: list[str], until: float) -> int:
+        renewed = 0
+        for job_id in job_ids:
+            job = self.get(job_id)
+            if job is not None and job.status is PROCESSING and job.owner == owner:
+                self.staged[job_id] = job.replace(lease_expires_at=until)
+                renewed += 1
+        return renewed
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._seq: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._fail_next = 0
+        self.transactions = 0
+        self.opened = False
+        self.closed = False
+
+    def open(self) -> None:
+        self.opened = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def fail_next_transaction(self, count: int = 1) -> None:
+        """Make the next `count` transactions fail as if the disk were full."""
+        self._fail_next = count
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryTransaction]:
+        with self._lock:
+            if self._fail_next:
+                self._fail_next -= 1
+                raise StorageUnavailable("storage is unavailable (injected failure)")
+            tx = MemoryTransaction(self)
+            yield tx
+            for job_id, job in tx.staged.items():
+                if job_id not in self._seq:
+                    self._seq[job_id] = len(self._seq) + 1
+                self._jobs[job_id] = job
+            self.transactions += 1
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> JobPage:
+        with self._lock:
+            rows = sorted((seq, self._jobs[job_id]) for job_id, seq in self._seq.items())
+        matching = [
+            (seq, job)
+            for seq, job in rows
+            if (after is None or seq > after)
+            and (status is None or job.status is status)
+            and (job_type is None or job.type == job_type)
+        ]
+        page = matching[:limit]
+        next_after = page[-1][0] if len(matching) > limit else None
+        return JobPage([job for _, job in page], next_after)
+
+    def counts(self, now: float) -> Counts:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        by_status: dict[str, int] = {}
+        ready = 0
+        for job in jobs:
+            by_status[job.status.value] = by_status.get(job.status.value, 0) + 1
+            if job.status is PENDING and job.run_at is not None and job.run_at <= now:
+                ready += 1
+        return Counts(ready=ready, by_status=by_status)
+
+    def ping(self) -> None:
+        return None
+
+    def all_jobs(self) -> list[Job]:
+        """Test helper: every stored job in submission order."""
+        with self._lock:
+            return [
+                self._jobs[job_id] for job_id, _ in sorted(self._seq.items(), key=lambda p: p[1])
+            ]

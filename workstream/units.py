@@ -1,0 +1,77 @@
+"""Parsing and formatting of durations and timestamps, shared by config, API and CLI."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str) -> float:
+    """Parse `500ms`, `10s`, `1m30s`, `2h`, or a bare number of seconds, into seconds.
+
+    Raises ValueError with a message fit for a user.
+    """
+    raw = text.strip().lower()
+    if not raw:
+        raise ValueError("empty duration")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pos = 0
+        seconds = 0.0
+        for match in _DURATION_PART.finditer(raw):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(raw) or pos == 0:
+            raise ValueError(
+                f"{text!r} is not a duration (use forms like 500ms, 10s, 1m30s, 2h)"
+            ) from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{text!r} is not a duration (must be finite and not negative)")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1 and seconds != 0:
+        return f"{round(seconds * 1000)}ms"
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    parts = []
+    if hours:
+        parts.append(f"{hours}h")
+    if minutes:
+        parts.append(f"{minutes}m")
+    if secs or not parts:
+        parts.append(f"{secs:g}s")
+    return "".join(parts)
+
+
+def format_time(timestamp: float | None) -> str | None:
+    """Unix seconds to RFC 3339 UTC with microseconds, e.g. 2026-11-29T08:09:44.123456Z."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 timestamp (with a zone: `Z` or an offset) to Unix seconds."""
+    if not isinstance(text, str) or len(text) > 64:
+        raise ValueError("not an RFC 3339 timestamp")
+    candidate = text.strip()
+    if candidate[-1:] in ("z", "Z"):
+        candidate = candidate[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(candidate)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone (add Z or an offset such as +00:00)")
+    if "T" not in candidate.upper() and " " not in candidate:
+        raise ValueError(f"{text!r} is a date, not a timestamp")
+    return moment.timestamp()
