@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -18,20 +19,21 @@ def parse_duration(text: str) -> float:
     raw = text.strip().lower()
     if not raw:
         raise ValueError("empty duration")
-    try:
+    if _NUMBER.fullmatch(raw):
         seconds = float(raw)
-    except ValueError:
+    else:
         pos = 0
         seconds = 0.0
+        last_unit = math.inf
         for match in _DURATION_PART.finditer(raw):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            unit = _UNIT_SECONDS[match.group(2)]
+            if match.start() != pos or unit >= last_unit:
+                break  # a gap, or units out of order or repeated ("1s1s")
+            seconds += float(match.group(1)) * unit
+            last_unit = unit
             pos = match.end()
         if pos != len(raw) or pos == 0:
-            raise ValueError(
-                f"{text!r} is not a duration (use forms like 500ms, 10s, 1m30s, 2h)"
-            ) from None
+            raise ValueError(f"{text!r} is not a duration (use forms like 500ms, 10s, 1m30s, 2h)")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{text!r} is not a duration (must be finite and not negative)")
     return seconds

@@ -16,7 +16,9 @@ so a finished attempt is not forgotten while the disk is busy.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,7 @@ from workstream.actors.events import (
     JOB_FAILED,
     JOB_FENCED,
     JOB_RECOVERED,
+    JOB_REJECTED,
     JOB_RELEASED,
     JOB_RETRIED,
     EventBus,
@@ -101,6 +104,7 @@ class Outcome:
     duration: float
     result: Any = None
     error: str | None = None
+    error_is_internal: bool = False  # set when the Registry itself failed to store an outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +230,10 @@ class Registry(pykka.ThreadingActor):
     def _flush(self) -> None:
         commands, self._buffer = self._unsaved + self._buffer, []
         self._unsaved = []
-        if not commands:
-            return
+        if commands:
+            self._commit(commands)
+
+    def _commit(self, commands: list[Any], isolate: bool = True) -> None:
         batch = _Batch(now=self._clock())
         running_before = dict(self._running)
         try:
@@ -235,27 +241,51 @@ class Registry(pykka.ThreadingActor):
                 for command in commands:
                     self._apply(command, tx, batch)
         except StorageUnavailable as exc:
+            # The store could not write now (locked, full, gone): refuse the requests, keep
+            # the outcomes for a later batch.
             self._running = running_before
-            self._unsaved = [c for c in commands if isinstance(c, Finish)]
+            self._unsaved += [c for c in commands if isinstance(c, Finish)]
             for command in commands:
                 if not isinstance(command, Finish | RenewLeases):
                     answer(getattr(command, "reply", None), error=exc)
             return
         except Exception as exc:
-            # A bug, not a refusal: fail every request of the batch, keep the actor alive.
-            log.exception("registry batch failed", extra={"event": "registry_error"})
+            # A bug or a value the store cannot take. Find the command that breaks the batch
+            # so that it alone fails: one poison command must not jam every later batch.
             self._running = running_before
-            error = StorageUnavailable("internal error while storing; nothing was changed")
-            error.__cause__ = exc
-            self._unsaved = [c for c in commands if isinstance(c, Finish)]
-            for command in commands:
-                if not isinstance(command, Finish | RenewLeases):
-                    answer(getattr(command, "reply", None), error=error)
+            if isolate and len(commands) > 1:
+                for command in commands:
+                    self._commit([command], isolate=False)
+                return
+            self._refuse_broken(commands, exc)
             return
         self.commits += 1
         for reply, value, error in batch.answers:
             answer(reply, value, error)
         self._events.publish(batch.events)
+
+    def _refuse_broken(self, commands: list[Any], exc: Exception) -> None:
+        log.error(
+            "registry command failed: %s",
+            type(exc).__name__,
+            exc_info=exc,
+            extra={"event": "registry_error"},
+        )
+        for command in commands:
+            if isinstance(command, Finish) and not command.outcome.error_is_internal:
+                # The outcome cannot be stored (e.g. a result the store refuses): record the
+                # attempt as failed instead, so the job does not stay processing.
+                outcome = dataclasses.replace(
+                    command.outcome,
+                    result=None,
+                    error=f"internal error: the attempt's outcome could not be stored "
+                    f"({type(exc).__name__})",
+                    error_is_internal=True,
+                )
+                self._commit([Finish(outcome)], isolate=False)
+            elif not isinstance(command, Finish | RenewLeases):
+                error = StorageUnavailable("internal error while storing; nothing was changed")
+                answer(getattr(command, "reply", None), error=error)
 
     def _apply(self, command: Any, tx: Transaction, batch: _Batch) -> None:
         handler = self._HANDLERS.get(type(command))
@@ -306,6 +336,8 @@ class Registry(pykka.ThreadingActor):
         if command.limit is not None and due:
             waiting = tx.count_ready(now, command.limit + 1)
             if waiting + due > command.limit:
+                for job_type, count in Counter(job.type for job in jobs).items():
+                    batch.events.append(JobEvent(JOB_REJECTED, "", job_type, 0, now, count=count))
                 raise QueueFull(
                     f"the queue is full: {waiting} jobs are waiting to start and at most "
                     f"{command.limit} may wait; "

@@ -169,8 +169,11 @@ class Worker(pykka.ThreadingActor):
 
 
 def _check_json(result: Any) -> str | None:
+    """A result must be storable and servable: JSON without NaN, valid Unicode text."""
     try:
-        json.dumps(result, allow_nan=False)
+        json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "the handler's result is not JSON: it has text that is not valid Unicode"
     except (TypeError, ValueError, RecursionError) as exc:
         return f"the handler's result is not JSON: {describe_exception(exc)}"
     return None

@@ -24,7 +24,7 @@ from workstream.jobs.model import JobContext
 
 HandlerFn = Callable[[Any, JobContext], Any]
 Validator = Callable[[Any], None]
-_TYPE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_TYPE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class HandlerTable:
             self.add(item)
 
     def add(self, item: Handler) -> None:
-        if not _TYPE_NAME.match(item.type):
+        if not _TYPE_NAME.fullmatch(item.type):
             raise ValueError(f"invalid job type name {item.type!r}")
         if item.timeout is not None and not item.timeout > 0:
             raise ValueError(f"handler {item.type!r}: timeout must be positive")

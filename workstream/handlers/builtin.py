@@ -1,4 +1,5 @@
-"""The small built-in handlers: `echo` and `sleep`."""
+"""The built-in handlers: `echo` and `sleep` here, `email_send` and `webhook` in their own
+modules; `builtin_handlers(settings)` lists all four, configured, for the server."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import math
 import time
 from typing import Any
 
+from workstream.config import Settings
 from workstream.handlers import Handler
+from workstream.handlers.email import make_email_handler
+from workstream.handlers.webhook import make_webhook_handler
 from workstream.jobs.model import JobContext
 
 MAX_SLEEP_SECONDS = 3600.0
@@ -43,3 +47,21 @@ HANDLERS = (
     Handler("echo", echo),
     Handler("sleep", sleep, validate=validate_sleep),
 )
+
+
+def builtin_handlers(settings: Settings) -> list[Handler]:
+    """echo, sleep, email_send and webhook; email_send takes its SMTP_* and OUTBOX_DIR
+    settings here, so the handlers never read global configuration while running."""
+    return [
+        *HANDLERS,
+        make_email_handler(
+            outbox_dir=settings.outbox_dir,
+            smtp_host=settings.smtp_host,
+            smtp_port=settings.smtp_port,
+            smtp_user=settings.smtp_user,
+            smtp_password=settings.smtp_password,
+            smtp_from=settings.smtp_from,
+            smtp_starttls=settings.smtp_starttls,
+        ),
+        make_webhook_handler(),
+    ]

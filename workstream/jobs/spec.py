@@ -14,7 +14,7 @@ MAX_TYPE_LENGTH = 200
 MAX_RETRIES_LIMIT = 100
 MAX_DELAY_SECONDS = 366 * 24 * 3600.0
 JOB_FIELDS = frozenset({"type", "payload", "max_retries", "delay", "run_at"})
-_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+_TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ def parse_job_spec(body: Any, *, now: float, index: int | None = None) -> JobSpe
     job_type = body.get("type")
     if not isinstance(job_type, str) or not job_type.strip():
         raise InvalidRequest(f"{where}'type' is required and must be a non-empty string")
-    if len(job_type) > MAX_TYPE_LENGTH or not _TYPE_PATTERN.match(job_type):
+    if len(job_type) > MAX_TYPE_LENGTH or not _TYPE_PATTERN.fullmatch(job_type):
         raise InvalidRequest(
             f"{where}'type' must be at most {MAX_TYPE_LENGTH} letters, digits or _.:-"
         )
@@ -74,7 +74,10 @@ def _parse_delay(delay: Any, where: str) -> float:
     if isinstance(delay, bool):
         raise InvalidRequest(f"{where}'delay' must be seconds (a number) or a duration like '2s'")
     if isinstance(delay, int | float):
-        seconds = float(delay)
+        try:
+            seconds = float(delay)
+        except OverflowError:
+            raise InvalidRequest(f"{where}'delay' may be at most 366 days") from None
         if not math.isfinite(seconds) or seconds < 0:
             raise InvalidRequest(f"{where}'delay' must be zero or more seconds")
     elif isinstance(delay, str) and len(delay) <= 64:

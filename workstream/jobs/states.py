@@ -70,10 +70,16 @@ def _check_fence(job: Job, attempt: int, owner: str) -> None:
         )
 
 
+_CLIPPED = " ... (truncated)"
+
+
 def clip_error(message: str) -> str:
+    """Bound an error message's length and make it storable: text that cannot be encoded
+    as UTF-8 (lone surrogates, e.g. from undecodable file names) is replaced."""
+    message = message.encode("utf-8", "replace").decode("utf-8")
     if len(message) <= MAX_ERROR_LENGTH:
         return message
-    return message[: MAX_ERROR_LENGTH - 15] + " ... (truncated)"
+    return message[: MAX_ERROR_LENGTH - len(_CLIPPED)] + _CLIPPED
 
 
 def claim(job: Job, *, owner: str, now: float, lease: float) -> Job:

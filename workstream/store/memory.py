@@ -121,7 +121,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._seq: dict[str, int] = {}
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # held briefly: reads and the apply of a commit
+        self._writer = threading.Lock()  # one transaction at a time; readers never wait on it
         self._fail_next = 0
         self.transactions = 0
         self.opened = False
@@ -139,17 +140,18 @@ class MemoryStore:
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryTransaction]:
-        with self._lock:
+        with self._writer:
             if self._fail_next:
                 self._fail_next -= 1
                 raise StorageUnavailable("storage is unavailable (injected failure)")
             tx = MemoryTransaction(self)
             yield tx
-            for job_id, job in tx.staged.items():
-                if job_id not in self._seq:
-                    self._seq[job_id] = len(self._seq) + 1
-                self._jobs[job_id] = job
-            self.transactions += 1
+            with self._lock:
+                for job_id, job in tx.staged.items():
+                    if job_id not in self._seq:
+                        self._seq[job_id] = len(self._seq) + 1
+                    self._jobs[job_id] = job
+                self.transactions += 1
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:

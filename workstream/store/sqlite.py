@@ -38,7 +38,16 @@ _MAX_PARAMS = 500
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # ASCII escapes keep any Python string exactly, lone surrogates included, and are
+    # the C encoder's fast path.
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _text(value: str | None) -> str | None:
+    """Text columns take valid Unicode only: replace what cannot be encoded."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _row_to_job(row: tuple[Any, ...]) -> Job:
@@ -98,7 +107,7 @@ class SqliteTransaction:
                 job.attempts,
                 job.retry_base,
                 job.max_retries,
-                job.last_error,
+                _text(job.last_error),
                 None if job.result is None else _dumps(job.result),
                 job.created_at,
                 job.updated_at,
@@ -125,7 +134,7 @@ class SqliteTransaction:
                 job.status.value,
                 job.attempts,
                 job.retry_base,
-                job.last_error,
+                _text(job.last_error),
                 None if job.result is None else _dumps(job.result),
                 job.updated_at,
                 job.started_at,

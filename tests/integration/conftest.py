@@ -1,0 +1,97 @@
+"""Real actors over a real SQLite file, in this process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workstream.actors.events import JobEvent
+from workstream.config import Settings
+from workstream.handlers import HandlerTable
+from workstream.handlers.builtin import HANDLERS
+from workstream.service import Engine
+from workstream.store.sqlite import SqliteStore
+
+FAST = Settings(
+    sweeper_interval=0.05,
+    retry_backoff=0.0,
+    job_queue_capacity=10_000,
+    shutdown_timeout=5.0,
+    worker_count=4,
+)
+
+
+class Watcher:
+    """An event listener that lets a test wait for a condition on what has happened."""
+
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, events: Any) -> None:
+        with self._cond:
+            self.events.extend(events)
+            self._cond.notify_all()
+
+    def count(self, kind: str, **match: Any) -> int:
+        with self._cond:
+            return sum(
+                1
+                for event in self.events
+                if event.kind == kind and all(getattr(event, k) == v for k, v in match.items())
+            )
+
+    def wait_for(self, kind: str, count: int = 1, timeout: float = 30.0, **match: Any) -> None:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self._count(kind, match) >= count, timeout)
+        assert ok, f"waited {timeout}s for {count} x {kind} {match}; saw {self._summary()}"
+
+    def _count(self, kind: str, match: dict[str, Any]) -> int:
+        return sum(
+            1
+            for event in self.events
+            if event.kind == kind and all(getattr(event, k) == v for k, v in match.items())
+        )
+
+    def _summary(self) -> dict[str, int]:
+        summary: dict[str, int] = {}
+        for event in self.events:
+            summary[event.kind] = summary.get(event.kind, 0) + 1
+        return summary
+
+
+EngineFactory = Callable[..., tuple[Engine, Watcher]]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "workstream.db"
+
+
+@pytest.fixture
+def start_engine(db_path: Path) -> Iterator[EngineFactory]:
+    """start_engine(handlers=[...], **settings) -> (engine, watcher); stopped at teardown."""
+    engines: list[Engine] = []
+
+    def start(
+        handlers: Any = (), path: Path | None = None, **settings: Any
+    ) -> tuple[Engine, Watcher]:
+        table = HandlerTable([*HANDLERS, *handlers])
+        engine = Engine(
+            FAST.replace(**settings),
+            store=SqliteStore(path or db_path),
+            handlers=table,
+        )
+        watcher = Watcher()
+        engine.events.subscribe(watcher)
+        engine.start()
+        engines.append(engine)
+        return engine, watcher
+
+    yield start
+    for engine in engines:
+        engine.stop()

@@ -1,0 +1,253 @@
+"""The engine end to end in one process: real actors, a real SQLite file."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import EngineFactory
+from tests.support import make_job
+from workstream.actors.events import (
+    JOB_COMPLETED,
+    JOB_FAILED,
+    JOB_RECOVERED,
+    JOB_STARTED,
+)
+from workstream.errors import DatabaseInUse, IllegalTransition, QueueFull, ShuttingDown
+from workstream.handlers import Handler
+from workstream.jobs.model import JobStatus
+from workstream.jobs.spec import JobSpec
+from workstream.store.sqlite import SqliteStore
+
+
+class Flaky:
+    """Fails the first `failures` attempts of each job, then returns the attempt number."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, payload: Any, job: Any) -> Any:
+        with self._lock:
+            self.calls[job.id] += 1
+        if job.attempt <= self.failures:
+            raise RuntimeError(f"attempt {job.attempt} failed")
+        return {"attempt": job.attempt}
+
+
+class Gate:
+    """A handler that blocks until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+
+    def __call__(self, payload: Any, job: Any) -> str:
+        assert self.open.wait(30), "gate never opened"
+        return "through"
+
+
+def stored(db_path: Path, job_id: str) -> Any:
+    """Read a job from the file with a fresh reader (the engine may be stopped)."""
+    import sqlite3
+
+    from workstream.store.sqlite import _SELECT, _row_to_job
+
+    conn = sqlite3.connect(db_path)
+    try:
+        row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
+    finally:
+        conn.close()
+    return _row_to_job(row)
+
+
+def test_a_thousand_jobs_complete(start_engine: EngineFactory) -> None:
+    engine, watcher = start_engine()
+    ids = []
+    for start in range(0, 1000, 100):
+        specs = [JobSpec("echo", {"n": n}) for n in range(start, start + 100)]
+        ids += [job.id for job in engine.submit(specs, batch=True).jobs]
+    watcher.wait_for(JOB_COMPLETED, 1000)
+    counts = engine.count_jobs()
+    assert counts.of(JobStatus.COMPLETED) == 1000
+    assert counts.ready == 0
+    sample = engine.get(ids[537])
+    assert sample.result == {"n": 537} and sample.attempts == 1
+    assert engine.stats()["jobs_completed"] == 1000
+
+
+def test_an_always_failing_job_runs_one_plus_max_retries_times(
+    start_engine: EngineFactory,
+) -> None:
+    flaky = Flaky(failures=99)
+    engine, watcher = start_engine([Handler("flaky", flaky)])
+    [job] = engine.submit([JobSpec("flaky", max_retries=2)]).jobs
+    watcher.wait_for(JOB_FAILED, final=True)
+    done = engine.get(job.id)
+    assert flaky.calls[job.id] == 3
+    assert done.status is JobStatus.FAILED and done.run_at is None
+    assert done.attempts == 3
+    assert done.last_error == "RuntimeError: attempt 3 failed"
+    stats = engine.stats()
+    assert (stats["jobs_failed"], stats["jobs_retried"], stats["job_attempts_failed"]) == (1, 2, 3)
+
+
+def test_a_job_that_fails_twice_then_succeeds_completes_on_attempt_three(
+    start_engine: EngineFactory,
+) -> None:
+    flaky = Flaky(failures=2)
+    engine, watcher = start_engine([Handler("flaky", flaky)])
+    [job] = engine.submit([JobSpec("flaky")]).jobs
+    watcher.wait_for(JOB_COMPLETED)
+    done = engine.get(job.id)
+    assert done.status is JobStatus.COMPLETED
+    assert done.attempts == 3
+    assert done.result == {"attempt": 3}
+    assert done.last_error == "RuntimeError: attempt 2 failed"  # kept after the success
+
+
+def test_capacity_refuses_past_its_limit_and_stores_nothing_refused(
+    start_engine: EngineFactory,
+) -> None:
+    gate = Gate()
+    engine, watcher = start_engine([Handler("gate", gate)], worker_count=1, job_queue_capacity=3)
+    try:
+        engine.submit([JobSpec("gate")])
+        watcher.wait_for(JOB_STARTED)  # the only worker is busy: nothing else leaves
+        engine.submit([JobSpec("gate"), JobSpec("gate")])
+        engine.submit([JobSpec("gate", run_at=9e9)])  # delayed: not counted
+        engine.submit([JobSpec("gate")])
+        with pytest.raises(QueueFull):
+            engine.submit([JobSpec("gate")])
+        with pytest.raises(QueueFull):
+            engine.submit([JobSpec("gate")] * 2, batch=True)
+        assert len(engine.list(limit=1000).jobs) == 5
+        assert engine.stats()["jobs_rejected"] == 3
+    finally:
+        gate.open.set()
+    watcher.wait_for(JOB_COMPLETED, 4)
+
+
+def test_cancel_and_manual_retry_obey_the_table(start_engine: EngineFactory) -> None:
+    flaky = Flaky(failures=1)
+    engine, watcher = start_engine([Handler("flaky", flaky)])
+    [later] = engine.submit([JobSpec("echo", run_at=9e9)]).jobs
+    assert engine.cancel(later.id).status is JobStatus.CANCELLED
+    with pytest.raises(IllegalTransition):
+        engine.cancel(later.id)
+    with pytest.raises(IllegalTransition):
+        engine.retry(later.id)
+    [job] = engine.submit([JobSpec("flaky", max_retries=0)]).jobs
+    watcher.wait_for(JOB_FAILED, final=True)
+    again = engine.retry(job.id)
+    assert again.status is JobStatus.PENDING
+    watcher.wait_for(JOB_COMPLETED)
+    done = engine.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.attempts == 2
+    with pytest.raises(IllegalTransition):
+        engine.retry(job.id)
+    with pytest.raises(IllegalTransition):
+        engine.cancel(job.id)
+
+
+def test_a_delayed_job_starts_at_its_time_not_at_the_next_sweep(
+    start_engine: EngineFactory,
+) -> None:
+    engine, watcher = start_engine(sweeper_interval=600.0)
+    [job] = engine.submit([JobSpec("echo", {"late": True}, run_at=_now() + 0.3)]).jobs
+    watcher.wait_for(JOB_COMPLETED, timeout=10)
+    done = engine.get(job.id)
+    assert done.started_at is not None and done.started_at >= job.run_at
+
+
+def test_a_handler_raising_system_exit_fails_its_attempt_and_nothing_stops(
+    start_engine: EngineFactory,
+) -> None:
+    def exits(payload: Any, job: Any) -> None:
+        raise SystemExit(1)
+
+    engine, watcher = start_engine([Handler("exits", exits)])
+    [job] = engine.submit([JobSpec("exits", max_retries=0)]).jobs
+    watcher.wait_for(JOB_FAILED, final=True)
+    assert engine.get(job.id).last_error == "SystemExit: 1"
+    assert engine.health().ok
+    engine.submit([JobSpec("echo")])
+    watcher.wait_for(JOB_COMPLETED)
+
+
+def test_stop_waits_for_running_jobs_that_finish_in_time(start_engine: EngineFactory) -> None:
+    gate = Gate()
+    engine, watcher = start_engine([Handler("gate", gate)], shutdown_timeout=30.0)
+    engine.submit([JobSpec("gate")])
+    watcher.wait_for(JOB_STARTED)
+    result: list[Any] = []
+    stopper = threading.Thread(target=lambda: result.append(engine.stop()))
+    stopper.start()
+    # Admission and hand-out close first, while the job still runs.
+    assert engine.handout_stopped.wait(5)
+    with pytest.raises(ShuttingDown):
+        engine.submit([JobSpec("echo")])
+    gate.open.set()
+    stopper.join(30)
+    [summary] = result
+    assert (summary.running_at_start, summary.finished_during_drain) == (1, 1)
+    assert summary.returned_to_pending == 0 and summary.drained
+
+
+def test_stop_returns_jobs_still_running_at_the_timeout_uncounted(
+    start_engine: EngineFactory, db_path: Path
+) -> None:
+    gate = Gate()
+    engine, watcher = start_engine([Handler("gate", gate)], shutdown_timeout=0.2)
+    try:
+        [job] = engine.submit([JobSpec("gate")]).jobs
+        watcher.wait_for(JOB_STARTED)
+        summary = engine.stop()
+    finally:
+        gate.open.set()
+    assert summary.returned_to_pending == 1 and not summary.drained
+    back = stored(db_path, job.id)
+    assert back.status is JobStatus.PENDING
+    assert back.attempts == 0  # the interrupted attempt is not counted
+
+
+def test_jobs_left_processing_by_a_crash_are_recovered_and_finish(
+    start_engine: EngineFactory, db_path: Path
+) -> None:
+    store = SqliteStore(db_path)
+    store.open()
+    with store.transaction() as tx:
+        tx.insert(
+            make_job("crashed-1", status=JobStatus.PROCESSING, attempts=1, owner="dead", now=_now())
+        )
+        tx.insert(
+            make_job("crashed-2", status=JobStatus.PROCESSING, attempts=4, owner="dead", now=_now())
+        )
+    store.close()
+    engine, watcher = start_engine()
+    assert engine.recovered == 2
+    watcher.wait_for(JOB_COMPLETED)
+    first = engine.get("crashed-1")
+    assert first.status is JobStatus.COMPLETED and first.attempts == 2
+    second = engine.get("crashed-2")  # 1 + 3 runs used: out of attempts
+    assert second.status is JobStatus.FAILED and second.run_at is None
+    assert "interrupted" in (second.last_error or "")
+    assert watcher.count(JOB_RECOVERED) == 2
+
+
+def test_a_second_engine_on_the_same_file_refuses_to_start(
+    start_engine: EngineFactory, db_path: Path
+) -> None:
+    start_engine()
+    with pytest.raises(DatabaseInUse, match="in use by another WorkStream process"):
+        start_engine()
+
+
+def _now() -> float:
+    import time
+
+    return time.time()

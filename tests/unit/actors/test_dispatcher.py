@@ -1,0 +1,227 @@
+"""The Dispatcher in isolation: a recording stand-in for the Registry that answers claims
+from a script, and recording stand-ins for Workers."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+import pykka
+import pytest
+
+from tests.support import FakeClock, Recorder, make_job, messages
+from workstream.actors.dispatcher import (
+    CLAIM_RETRY_DELAY,
+    Dispatcher,
+    DispatcherStatus,
+    Run,
+    Status,
+    StopAdmission,
+    StopHandout,
+    Submit,
+    WorkerIdle,
+)
+from workstream.actors.events import JOB_COMPLETED, JOB_CREATED, JobEvent, JobEvents
+from workstream.actors.registry import Claim, Claimed, Create, Release
+from workstream.errors import ShuttingDown, StorageUnavailable
+from workstream.jobs.spec import JobSpec
+
+
+class ScriptedRegistry:
+    """Answers each Claim with the next scripted result (jobs list or an exception);
+    `hold()` makes claims wait for `answer_held()`, to test what happens meanwhile."""
+
+    def __init__(self) -> None:
+        self.script: deque[Any] = deque()
+        self.held: list[Claim] = []
+        self.holding = False
+
+    def respond(self, message: Any) -> None:
+        if not isinstance(message, Claim):
+            return
+        if self.holding:
+            self.held.append(message)
+            return
+        self._answer(message)
+
+    def _answer(self, claim: Claim) -> None:
+        result = self.script.popleft() if self.script else Claimed([], None)
+        if isinstance(result, BaseException):
+            claim.reply.set_exception((type(result), result, None))
+        else:
+            claim.reply.set(result)
+
+    def answer_held(self) -> None:
+        self.holding = False
+        while self.held:
+            self._answer(self.held.pop(0))
+
+
+class Scheduled:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, when: float, fn: Any) -> None:
+        with self.lock:
+            self.calls.append(when)
+
+
+class Harness:
+    def __init__(self, clock: FakeClock, actors: list[Any], capacity: int = 5) -> None:
+        self.clock = clock
+        self.script = ScriptedRegistry()
+        self.registry = Recorder.start(respond=self.script.respond)
+        self.schedule = Scheduled()
+        self.ref = Dispatcher.start(
+            registry=self.registry, capacity=capacity, clock=clock, schedule=self.schedule
+        )
+        self.workers: list[pykka.ActorRef[Any]] = []
+        actors.extend([self.registry, self.ref])
+        self._actors = actors
+
+    def add_workers(self, count: int) -> list[pykka.ActorRef[Any]]:
+        new = [Recorder.start() for _ in range(count)]
+        self._actors.extend(new)
+        self.workers.extend(new)
+        for worker in new:
+            self.ref.tell(WorkerIdle(worker))
+        return new
+
+    def status(self) -> DispatcherStatus:
+        """An ask: also a barrier for every earlier tell to the Dispatcher."""
+        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        self.ref.tell(Status(future))
+        return future.get(timeout=2)
+
+    def settle(self) -> None:
+        """Let the Dispatcher's claim round trips finish: claims are answered in the stand-in's
+        thread, which tells the Dispatcher; two barriers in a row cover one round trip."""
+        for _ in range(4):
+            self.status()
+            messages(self.registry)
+
+    def claims(self) -> list[Claim]:
+        return [m for m in messages(self.registry) if isinstance(m, Claim)]
+
+    def runs(self, worker: pykka.ActorRef[Any]) -> list[str]:
+        return [m.job.id for m in messages(worker) if isinstance(m, Run)]
+
+
+@pytest.fixture
+def disp(clock: FakeClock, actors: list[Any]) -> Harness:
+    return Harness(clock, actors)
+
+
+def test_submissions_go_to_the_registry_with_the_capacity_as_limit(disp: Harness) -> None:
+    reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    disp.ref.tell(Submit(Create([JobSpec("echo")], reply)))
+    disp.settle()
+    [create] = [m for m in messages(disp.registry) if isinstance(m, Create)]
+    assert create.limit == 5
+    assert create.reply is reply
+
+
+def test_after_admission_stops_submissions_are_refused(disp: Harness) -> None:
+    stopped: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    disp.ref.tell(StopAdmission(stopped))
+    stopped.get(timeout=2)
+    reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    disp.ref.tell(Submit(Create([JobSpec("echo")], reply)))
+    with pytest.raises(ShuttingDown):
+        reply.get(timeout=2)
+    assert not any(isinstance(m, Create) for m in messages(disp.registry))
+
+
+def test_idle_workers_get_one_claimed_job_each(disp: Harness) -> None:
+    disp.script.script.extend(
+        [Claimed([make_job("a")], None), Claimed([make_job("b"), make_job("c")], None)]
+    )
+    disp.script.holding = True
+    workers = disp.add_workers(3)
+    disp.settle()
+    assert len(disp.script.held) == 1  # one claim in flight at a time
+    assert disp.script.held[0].limit == 1  # the first worker to report asked for one
+    disp.script.answer_held()  # "a" arrives; the next claim asks for the other two
+    disp.settle()
+    assert [claim.limit for claim in disp.claims()] == [1, 2]
+    given = sorted(job for worker in workers for job in disp.runs(worker))
+    assert given == ["a", "b", "c"]
+    assert disp.status().busy == 3
+    assert all(len(disp.runs(worker)) == 1 for worker in workers)
+
+
+def test_a_short_claim_waits_for_news_before_claiming_again(disp: Harness) -> None:
+    disp.add_workers(2)
+    disp.settle()
+    assert len(disp.claims()) == 1  # answered empty: the queue is dry
+    disp.ref.tell(JobEvents([JobEvent(JOB_COMPLETED, "x", "echo", 1, disp.clock.now)]))
+    disp.settle()
+    assert len(disp.claims()) == 1  # a completion brings no new work
+    disp.ref.tell(
+        JobEvents([JobEvent(JOB_CREATED, "n", "echo", 0, disp.clock.now, run_at=disp.clock.now)])
+    )
+    disp.settle()
+    assert len(disp.claims()) == 2
+
+
+def test_a_full_claim_is_followed_by_another_when_workers_free_up(disp: Harness) -> None:
+    disp.script.script.extend([Claimed([make_job("a")], None), Claimed([], None)])
+    [worker] = disp.add_workers(1)
+    disp.settle()
+    assert disp.runs(worker) == ["a"]
+    disp.ref.tell(WorkerIdle(worker))  # finished "a": more may be due
+    disp.settle()
+    assert len(disp.claims()) == 2
+
+
+def test_a_delayed_job_sets_an_alarm_instead_of_a_claim(disp: Harness) -> None:
+    disp.add_workers(1)
+    disp.settle()
+    later = disp.clock.now + 30
+    disp.ref.tell(JobEvents([JobEvent(JOB_CREATED, "d", "echo", 0, disp.clock.now, run_at=later)]))
+    disp.settle()
+    assert len(disp.claims()) == 1
+    assert later in disp.schedule.calls
+
+
+def test_a_short_claim_sets_an_alarm_for_the_next_due_job(disp: Harness) -> None:
+    due = disp.clock.now + 12
+    disp.script.script.append(Claimed([], due))
+    disp.add_workers(1)
+    disp.settle()
+    assert disp.schedule.calls == [due]
+
+
+def test_a_failed_claim_is_retried_later(disp: Harness) -> None:
+    disp.script.script.append(StorageUnavailable("busy"))
+    disp.add_workers(1)
+    disp.settle()
+    assert disp.schedule.calls == [disp.clock.now + CLAIM_RETRY_DELAY]
+    assert disp.ref.is_alive()
+
+
+def test_stop_handout_releases_late_claims_and_reports_when_idle(disp: Harness) -> None:
+    disp.script.script.append(Claimed([make_job("a")], None))
+    [worker] = disp.add_workers(1)
+    disp.settle()
+    assert disp.runs(worker) == ["a"]
+    disp.script.holding = True
+    disp.ref.tell(JobEvents([JobEvent(JOB_CREATED, "b", "echo", 0, disp.clock.now)]))
+    disp.add_workers(1)
+    disp.settle()
+    all_idle = threading.Event()
+    busy: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    disp.ref.tell(StopHandout(busy, all_idle))
+    assert busy.get(timeout=2) == 1
+    assert not all_idle.is_set()
+    disp.script.script.append(Claimed([make_job("b")], None))
+    disp.script.answer_held()  # a claim that was in flight lands after the stop
+    disp.settle()
+    releases = [m for m in messages(disp.registry) if isinstance(m, Release)]
+    assert [r.job_ids for r in releases] == [["b"]]
+    disp.ref.tell(WorkerIdle(worker))
+    disp.settle()
+    assert all_idle.is_set()
+    assert len(disp.claims()) == 2  # nothing claimed after the stop

@@ -1,0 +1,153 @@
+"""A Worker in isolation: recording stand-ins for the Registry and the Dispatcher.
+
+Whatever a handler does, the Worker reports an Outcome and goes idle again, and no actor
+stops (pykka would stop every actor if a BaseException escaped a message).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+import pytest
+
+from tests.support import Recorder, make_job, messages
+from workstream.actors.dispatcher import Run, WorkerIdle
+from workstream.actors.events import JOB_STARTED, EventBus, JobEvent
+from workstream.actors.registry import Finish, Outcome
+from workstream.actors.worker import Worker
+from workstream.handlers import Handler, HandlerTable
+from workstream.jobs.model import JobStatus
+
+release_hung = threading.Event()
+
+
+def _raise(exc: BaseException) -> Any:
+    def fn(payload: Any, job: Any) -> Any:
+        raise exc
+
+    return fn
+
+
+def _hang(payload: Any, job: Any) -> Any:
+    release_hung.wait(10)
+    return "woke"
+
+
+HANDLERS = HandlerTable(
+    [
+        Handler("ok", lambda payload, job: {"echo": payload, "attempt": job.attempt}),
+        Handler("value_error", _raise(ValueError("bad input"))),
+        Handler("system_exit", _raise(SystemExit(3))),
+        Handler("keyboard", _raise(KeyboardInterrupt())),
+        Handler("not_json", lambda payload, job: {"when": object()}),
+        Handler("nan", lambda payload, job: float("nan")),
+        Handler("hangs", _hang, timeout=0.05),
+        Handler("quick_with_timeout", lambda payload, job: "fast", timeout=5),
+    ]
+)
+
+
+class Harness:
+    def __init__(self, actors: list[Any]) -> None:
+        self.idle: queue.Queue[WorkerIdle] = queue.Queue()
+        self.registry = Recorder.start()
+        self.dispatcher = Recorder.start(respond=self._on_dispatcher_message)
+        self.bus = EventBus()
+        self.events: list[JobEvent] = []
+        self.bus.subscribe(self.events.extend)
+        self.ref = Worker.start(
+            name="worker-1",
+            owner="node-a",
+            handlers=HANDLERS,
+            registry=self.registry,
+            dispatcher=self.dispatcher,
+            events=self.bus,
+        )
+        actors.extend([self.registry, self.dispatcher, self.ref])
+        self.idle.get(timeout=5)  # the WorkerIdle it sends when it starts
+
+    def _on_dispatcher_message(self, message: Any) -> None:
+        if isinstance(message, WorkerIdle):
+            self.idle.put(message)
+
+    def run(self, job_type: str, payload: Any = None) -> Outcome:
+        job = make_job(
+            f"{job_type}-job",
+            job_type=job_type,
+            payload=payload,
+            status=JobStatus.PROCESSING,
+            attempts=2,
+            owner="node-a",
+        )
+        self.ref.tell(Run(job))
+        # The Worker tells the Registry first, then the Dispatcher: once the Dispatcher has
+        # the WorkerIdle, the Finish is already in the Registry's inbox.
+        self.idle.get(timeout=5)
+        finishes = [m for m in messages(self.registry) if isinstance(m, Finish)]
+        return finishes[-1].outcome
+
+
+@pytest.fixture
+def worker(actors: list[Any]) -> Harness:
+    return Harness(actors)
+
+
+def test_it_reports_idle_when_it_starts(worker: Harness) -> None:
+    assert [type(m) for m in messages(worker.dispatcher)] == [WorkerIdle]
+    assert messages(worker.dispatcher)[0].worker == worker.ref
+
+
+def test_a_successful_handler_reports_its_result(worker: Harness) -> None:
+    outcome = worker.run("ok", {"x": 1})
+    assert outcome.error is None
+    assert outcome.result == {"echo": {"x": 1}, "attempt": 2}
+    assert (outcome.job_id, outcome.attempt, outcome.owner, outcome.worker) == (
+        "ok-job",
+        2,
+        "node-a",
+        "worker-1",
+    )
+    assert outcome.duration >= 0
+    assert [e.kind for e in worker.events] == [JOB_STARTED]
+    assert worker.events[0].worker == "worker-1"
+    assert len([m for m in messages(worker.dispatcher) if isinstance(m, WorkerIdle)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("job_type", "expected"),
+    [
+        ("value_error", "ValueError: bad input"),
+        ("system_exit", "SystemExit: 3"),
+        ("keyboard", "KeyboardInterrupt"),
+        ("not_json", "the handler's result is not JSON"),
+        ("nan", "the handler's result is not JSON"),
+        ("missing", "no handler is registered for type 'missing'"),
+    ],
+)
+def test_every_failure_is_data_and_every_actor_stays_alive(
+    worker: Harness, job_type: str, expected: str
+) -> None:
+    outcome = worker.run(job_type)
+    assert outcome.error is not None and outcome.error.startswith(expected)
+    assert outcome.result is None
+    for ref in (worker.ref, worker.registry, worker.dispatcher):
+        assert ref.is_alive()
+    assert worker.run("ok").error is None  # and it takes the next job
+
+
+def test_a_handler_past_its_timeout_fails_and_frees_the_worker(worker: Harness) -> None:
+    release_hung.clear()
+    try:
+        outcome = worker.run("hangs")
+        assert outcome.error is not None
+        assert outcome.error.startswith("TimeoutError: the handler ran longer than its timeout")
+        assert worker.run("quick_with_timeout").result == "fast"
+    finally:
+        release_hung.set()
+
+
+def test_the_worker_runs_on_a_daemon_thread() -> None:
+    # A handler that never returns must not keep the process from exiting at shutdown.
+    assert Worker.use_daemon_thread is True

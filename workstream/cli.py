@@ -1,0 +1,312 @@
+"""The `workstream` command (also `python -m workstream`).
+
+    workstream serve [--config FILE] [--port N] [--worker-count N] ...   run the server
+    workstream submit TYPE [--payload JSON] [--wait]                      submit a job
+    workstream jobs [ID] [--status S] [--type T] [--limit N]              list jobs / show one
+    workstream cancel ID | retry ID                                       change a job
+    workstream migrate [--config FILE] [--database-url URL]               create/upgrade schema
+
+Client commands talk to the server at --url / WORKSTREAM_URL with --token / API_TOKEN.
+This is the only module that configures logging. Exit status: 0 success; 1 failure
+(server unreachable, request refused, job failed); 2 invalid settings or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from workstream.client import ApiError, Client, ServerUnreachable, WaitTimeout
+from workstream.config import SETTINGS, Settings, load_settings
+from workstream.errors import ConfigError, WorkStreamError
+from workstream.logs import configure_logging
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit status is 2 as well
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_settings_flags(
+    parser: argparse.ArgumentParser, names: Sequence[str] | None = None
+) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="configuration file (default: config/workstream.toml if it exists)",
+    )
+    for setting in SETTINGS:
+        if names is not None and setting.name not in names:
+            continue
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name,
+            metavar=setting.env,
+            help=f"{setting.help} (env {setting.env})",
+        )
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=None, help=f"server URL (env WORKSTREAM_URL, default {DEFAULT_URL})"
+    )
+    parser.add_argument("--token", default=None, help="API token (env API_TOKEN)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="workstream", description="WorkStream: a durable job queue server.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    serve = commands.add_parser("serve", help="run the server")
+    _add_settings_flags(serve)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the storage schema")
+    _add_settings_flags(migrate, ["database_url", "log_level", "log_format"])
+
+    submit = commands.add_parser("submit", help="submit a job")
+    submit.add_argument("type", help="job type (a registered handler)")
+    submit.add_argument("--payload", default=None, help="JSON payload (default {})")
+    submit.add_argument("--max-retries", type=int, default=None)
+    submit.add_argument("--delay", default=None, help="start after this long: 30 or 2m")
+    submit.add_argument("--run-at", default=None, help="start at this RFC 3339 time")
+    submit.add_argument("--idempotency-key", default=None)
+    submit.add_argument("--wait", action="store_true", help="wait until the job finishes")
+    submit.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="with --wait: give up after this many seconds (default 300)",
+    )
+    _client_options(submit)
+
+    jobs = commands.add_parser("jobs", help="list jobs, or show one")
+    jobs.add_argument("id", nargs="?", help="show this job")
+    jobs.add_argument("--status", default=None)
+    jobs.add_argument("--type", default=None)
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _client_options(jobs)
+
+    for name, text in (
+        ("cancel", "cancel a pending or failed job"),
+        ("retry", "re-queue a failed job"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("id")
+        _client_options(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "migrate":
+            return _migrate(args)
+        return _client_command(args)
+    except ConfigError as exc:
+        print(f"workstream: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {setting.name: getattr(args, setting.name, None) for setting in SETTINGS}
+    return load_settings(flags=flags, config_file=args.config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from workstream.runner import serve  # the server's imports are not needed by the client
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return serve(settings)
+    except ConfigError:
+        raise
+    except WorkStreamError as exc:
+        print(f"workstream: cannot start: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"workstream: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from workstream.store import store_from_url
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    store = store_from_url(settings.database_url)
+    try:
+        store.open()  # takes the lock and applies what is missing
+    except WorkStreamError as exc:
+        print(f"workstream: cannot migrate: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    store.close()
+    print(f"schema is up to date ({_safe_url(settings.database_url)})")
+    return EXIT_OK
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+# -- client commands -------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Client:
+    url = args.url or os.environ.get("WORKSTREAM_URL") or DEFAULT_URL
+    token = args.token or os.environ.get("API_TOKEN") or None
+    return Client(url, token=token)
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    try:
+        client = _client(args)
+    except ValueError as exc:
+        print(f"workstream: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "submit":
+            return _submit(client, args)
+        if args.command == "jobs":
+            return _jobs(client, args)
+        job = client.cancel(args.id) if args.command == "cancel" else client.retry(args.id)
+        _print_json(job)
+        return EXIT_OK
+    except ServerUnreachable as exc:
+        print(f"workstream: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ApiError as exc:
+        print(f"workstream: {exc.message} ({exc.code}, HTTP {exc.status})", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _submit(client: Client, args: argparse.Namespace) -> int:
+    payload: Any = {}
+    if args.payload is not None:
+        try:
+            payload = json.loads(args.payload)
+        except ValueError as exc:
+            print(f"workstream: --payload is not valid JSON: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    delay: Any = args.delay
+    if delay is not None:
+        with contextlib.suppress(ValueError):  # a duration such as "2m": the server parses it
+            delay = float(delay)
+    job = client.submit(
+        args.type,
+        payload,
+        max_retries=args.max_retries,
+        delay=delay,
+        run_at=args.run_at,
+        idempotency_key=args.idempotency_key,
+    )
+    if not args.wait:
+        _print_json(job)
+        return EXIT_OK
+    progress = Progress(sys.stderr)
+    try:
+        job = client.wait(job["id"], timeout=args.timeout, on_progress=progress.update)
+    except WaitTimeout as exc:
+        progress.done()
+        print(
+            f"workstream: job {job['id']} did not finish within {args.timeout:g}s ({exc})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    progress.done()
+    _print_json(job)
+    return EXIT_OK if job["status"] == "completed" else EXIT_FAILED
+
+
+class Progress:
+    """One status line while waiting: rewritten in place on a terminal, a new line on each
+    change of status otherwise (logs stay readable)."""
+
+    SPINNER = "|/-\\"
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last = ""
+        self._ticks = 0
+        self._started = time.monotonic()
+
+    def update(self, job: dict[str, Any], elapsed: float) -> None:
+        status = job.get("status", "?")
+        text = f"job {job.get('id', '?')[:8]} {status}, attempt {job.get('attempts', 0)}"
+        if self._tty:
+            self._ticks += 1
+            spin = self.SPINNER[self._ticks % len(self.SPINNER)]
+            self._stream.write(f"\r{spin} {text} ({elapsed:.1f}s)\033[K")
+            self._stream.flush()
+        elif text != self._last:
+            self._stream.write(f"{text} ({elapsed:.1f}s)\n")
+            self._stream.flush()
+        self._last = text
+
+    def done(self) -> None:
+        if self._tty and self._last:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
+
+
+def _jobs(client: Client, args: argparse.Namespace) -> int:
+    if args.id:
+        _print_json(client.get(args.id))
+        return EXIT_OK
+    jobs = client.list(status=args.status, type=args.type, limit=args.limit)
+    if args.json:
+        _print_json(jobs)
+        return EXIT_OK
+    print(_table(jobs))
+    return EXIT_OK
+
+
+def _table(jobs: list[dict[str, Any]]) -> str:
+    header = ("ID", "TYPE", "STATUS", "ATTEMPTS", "CREATED", "LAST ERROR")
+    rows = [
+        (
+            job["id"],
+            job["type"],
+            job["status"],
+            str(job["attempts"]),
+            (job.get("created_at") or "")[:19].replace("T", " "),
+            (job.get("last_error") or "")[:60],
+        )
+        for job in jobs
+    ]
+    if not rows:
+        return "no jobs"
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

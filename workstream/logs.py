@@ -1,0 +1,127 @@
+"""Structured logs: job events as log records, and the formatters the CLI installs.
+
+The library only emits records (through `logging`); `configure_logging` is called by the
+CLI alone. Under LOG_FORMAT=json every line on stderr, waitress's included, is one JSON
+object with `ts`, `level`, `logger`, `event`, `message` and the event's fields (`job_id`,
+`type`, `attempt`, `worker`, `duration_ms`, ...). A queue handler moves formatting and
+writing off the threads that log (the Registry and the Workers).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import logging.handlers
+import queue
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from workstream.actors.events import (
+    JOB_CREATED,
+    JOB_FAILED,
+    JOB_FENCED,
+    JOB_REJECTED,
+    JOB_STARTED,
+    JobEvent,
+)
+
+job_log = logging.getLogger("workstream.jobs")
+
+# Attributes every LogRecord has; anything else was passed in `extra`.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def log_job_events(events: Sequence[JobEvent]) -> None:
+    """An EventBus listener: one log record per job event."""
+    for event in events:
+        if event.kind == JOB_REJECTED:
+            level = logging.DEBUG
+            fields = {"event": event.kind, "type": event.type, "count": event.count}
+        else:
+            level = _level(event)
+            fields = event.fields()
+        if job_log.isEnabledFor(level):
+            job_log.log(level, event.kind, extra=fields)
+
+
+def _level(event: JobEvent) -> int:
+    if event.kind in (JOB_CREATED, JOB_STARTED):
+        return logging.DEBUG if event.kind == JOB_STARTED else logging.INFO
+    if event.kind == JOB_FAILED:
+        return logging.ERROR if event.final else logging.WARNING
+    if event.kind == JOB_FENCED:
+        return logging.WARNING
+    return logging.INFO
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {key: value for key, value in vars(record).items() if key not in _STANDARD}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        extras = _extras(record)
+        line["event"] = extras.pop("event", None) or _default_event(record)
+        message = record.getMessage()
+        if message != line["event"]:
+            line["message"] = message
+        line.update(extras)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def _default_event(record: logging.LogRecord) -> str:
+    return "log" if record.name.startswith("workstream") else record.name.split(".")[0]
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        extras = _extras(record)
+        event = extras.pop("event", None)
+        message = record.getMessage()
+        head = f"{stamp} {record.levelname:<7} {event or message}"
+        if event and message != event:
+            head += f" - {message}"
+        tail = " ".join(f"{key}={value}" for key, value in extras.items())
+        text = f"{head} {tail}".rstrip()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+    """Send every log record (ours, waitress's, pykka's) to stderr in one format."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=False)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(_PreparedQueueHandler(records))
+    root.setLevel(level.upper())
+    # pykka logs every exception an ask returns at info; they are answered, not lost.
+    logging.getLogger("pykka").setLevel(max(logging.WARNING, root.level))
+    listener.start()
+    atexit.register(listener.stop)
+
+
+class _PreparedQueueHandler(logging.handlers.QueueHandler):
+    """Keep `extra` fields and exc_info intact for the formatter on the other side."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = record.getMessage()
+        record.args = None
+        return record

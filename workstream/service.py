@@ -1,0 +1,388 @@
+"""The composition root: the only module that knows every part.
+
+`Engine` opens the store (taking its lock and migrating), starts the Registry, recovers
+jobs an earlier run left `processing`, then starts the Dispatcher, the Workers, the
+Sweeper and the Ticker. It is also the `JobService` the HTTP layer talks to: every call
+waits on its answer with a bound (`request_timeout`), so a stuck actor costs a 503, never a
+hung thread. `stop()` shuts down in order: stop admission, stop hand-out, wait for running
+jobs up to `shutdown_timeout`, give back what is still running (attempt not counted),
+flush, stop the actors, close the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from workstream.actors.dispatcher import (
+    Dispatcher,
+    DispatcherStatus,
+    Status,
+    StopAdmission,
+    StopHandout,
+    Submit,
+)
+from workstream.actors.events import (
+    JOB_COMPLETED,
+    JOB_FAILED,
+    MAKES_WORK,
+    EventBus,
+    JobEvent,
+)
+from workstream.actors.registry import (
+    Barrier,
+    Cancel,
+    Create,
+    Created,
+    Recover,
+    Registry,
+    Release,
+    RenewLeases,
+    Retry,
+)
+from workstream.actors.sweeper import Sweeper, Tick
+from workstream.actors.ticker import Ticker
+from workstream.actors.worker import Worker
+from workstream.config import Settings
+from workstream.errors import (
+    InvalidRequest,
+    NotFound,
+    ServiceBusy,
+    ShuttingDown,
+    StorageUnavailable,
+)
+from workstream.handlers import HandlerTable
+from workstream.http.protocol import Health, Submission
+from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.retry import RetryPolicy
+from workstream.jobs.spec import JobSpec
+from workstream.logs import log_job_events
+from workstream.metrics import Metrics
+from workstream.store.base import JobPage, Store
+
+log = logging.getLogger(__name__)
+
+CONTROL_TIMEOUT = 10.0  # bound on the engine's own asks during start-up and shutdown
+
+
+def new_owner_id() -> str:
+    """A random id for this process's life: who holds a claimed job."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class ShutdownSummary:
+    running_at_start: int
+    finished_during_drain: int
+    returned_to_pending: int
+    drained: bool  # every running job finished within shutdown_timeout
+    seconds: float
+
+
+class Engine:
+    """Everything between "a job was accepted" and "the job is finished"."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        handlers: HandlerTable,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        owner: str | None = None,
+        jitter: Callable[[float, float], float] = random.uniform,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.handlers = handlers
+        self.events = EventBus()
+        self.owner = owner or new_owner_id()
+        self.metrics = metrics or Metrics()
+        self._clock = clock
+        self._new_id = new_id
+        self._policy = RetryPolicy(settings.retry_backoff, settings.retry_backoff_max, jitter)
+        self._ticker = Ticker(clock=clock)
+        self._registry: pykka.ActorRef[Any] | None = None
+        self._dispatcher: pykka.ActorRef[Any] | None = None
+        self._sweeper: pykka.ActorRef[Any] | None = None
+        self._workers: list[pykka.ActorRef[Any]] = []
+        self._draining = threading.Event()
+        self.handout_stopped = threading.Event()  # set once no new job will start
+        self._stopped = False
+        self.recovered = 0
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open and migrate, recover, then start the actors bottom-up."""
+        self.metrics.bind(self)
+        self.events.subscribe(self.metrics.on_events)
+        self.events.subscribe(log_job_events)
+        self.store.open()
+        try:
+            self._start_actors()
+        except BaseException:
+            self._stop_actors()
+            self.store.close()
+            raise
+
+    def _start_actors(self) -> None:
+        settings = self.settings
+        self._registry = Registry.start(
+            store=self.store,
+            events=self.events,
+            owner=self.owner,
+            clock=self._clock,
+            new_id=self._new_id,
+            retry_policy=self._policy,
+            lease_duration=settings.lease_duration,
+            default_max_retries=settings.max_retries,
+        )
+        self.recovered = self._ask(self._registry, lambda reply: Recover(reply=reply))
+        log.info(
+            "recovery finished",
+            extra={"event": "recovery_finished", "recovered": self.recovered},
+        )
+        self._dispatcher = Dispatcher.start(
+            registry=self._registry,
+            capacity=settings.job_queue_capacity,
+            clock=self._clock,
+            schedule=self._ticker.at,
+        )
+        self.events.subscribe_actor(self._dispatcher, kinds=MAKES_WORK)
+        self._workers = [
+            Worker.start(
+                name=f"worker-{index}",
+                owner=self.owner,
+                handlers=self.handlers,
+                registry=self._registry,
+                dispatcher=self._dispatcher,
+                events=self.events,
+                clock=self._clock,
+            )
+            for index in range(1, settings.worker_count + 1)
+        ]
+        self._sweeper = Sweeper.start(registry=self._registry)
+        sweeper, registry = self._sweeper, self._registry
+        self._ticker.every(settings.sweeper_interval, lambda: sweeper.tell(Tick()))
+        self._ticker.every(settings.lease_duration / 3, lambda: registry.tell(RenewLeases()))
+        self._ticker.start()
+
+    def begin_shutdown(self) -> None:
+        """Stop admission: from now on submissions get ShuttingDown (503)."""
+        if self._draining.is_set():
+            return
+        self._draining.set()
+        log.info("shutdown started", extra={"event": "shutdown_started"})
+        if self._dispatcher is not None:
+            try:
+                self._ask(self._dispatcher, lambda reply: StopAdmission(reply))
+            except (ServiceBusy, ShuttingDown):
+                log.warning("dispatcher did not confirm the end of admission")
+
+    def stop(self) -> ShutdownSummary:
+        """Drain and stop. Safe to call once the engine started; a second call does nothing."""
+        started = time.monotonic()
+        self.begin_shutdown()
+        if self._stopped:
+            return ShutdownSummary(0, 0, 0, True, 0.0)
+        self._stopped = True
+        finished = _Counter()
+        self.events.subscribe(finished, kinds=(JOB_COMPLETED, JOB_FAILED))
+        all_idle = threading.Event()
+        running = 0
+        released = 0
+        drained = True
+        try:
+            if self._dispatcher is not None:
+                running = self._ask(self._dispatcher, lambda reply: StopHandout(reply, all_idle))
+                self.handout_stopped.set()
+                drained = all_idle.wait(self.settings.shutdown_timeout)
+            if self._registry is not None:
+                released = self._ask(self._registry, lambda reply: Release(reply=reply))
+                self._ask(self._registry, lambda reply: Barrier(reply))
+        except (ServiceBusy, ShuttingDown, StorageUnavailable) as exc:
+            log.error(
+                "shutdown could not hand back running jobs: %s; they will be recovered at "
+                "the next start",
+                exc,
+                extra={"event": "shutdown_error"},
+            )
+        finally:
+            self._stop_actors()
+            self.store.close()
+        summary = ShutdownSummary(
+            running_at_start=running,
+            finished_during_drain=finished.count,
+            returned_to_pending=released,
+            drained=drained,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        log.info(
+            "shutdown complete",
+            extra={
+                "event": "shutdown_complete",
+                "running_at_start": summary.running_at_start,
+                "finished_during_drain": summary.finished_during_drain,
+                "returned_to_pending": summary.returned_to_pending,
+                "duration_ms": round(summary.seconds * 1000),
+            },
+        )
+        return summary
+
+    def _stop_actors(self) -> None:
+        """Top-down: the ticker first (no more ticks), the Registry last."""
+        self._ticker.stop()
+        for ref in (self._sweeper, *self._workers, self._dispatcher):
+            if ref is not None:
+                ref.stop(block=False)  # a Worker stuck in a handler never reads it: fine
+        if self._registry is not None:
+            try:
+                self._registry.stop(block=True, timeout=CONTROL_TIMEOUT)
+            except pykka.Timeout:
+                log.error("registry did not stop in time", extra={"event": "shutdown_error"})
+        self.events.unsubscribe_all()
+
+    # -- asking actors, always with a bound --------------------------------------------
+
+    def _ask(
+        self,
+        ref: pykka.ActorRef[Any],
+        make: Callable[[pykka.ThreadingFuture[Any]], Any],
+        timeout: float = CONTROL_TIMEOUT,
+    ) -> Any:
+        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        try:
+            ref.tell(make(future))
+            return future.get(timeout=timeout)
+        except pykka.ActorDeadError:
+            raise ShuttingDown("the server is shutting down") from None
+        except pykka.Timeout:
+            raise ServiceBusy(
+                "the server did not answer in time; the outcome is unknown "
+                "(check the job, or resubmit with the same Idempotency-Key)"
+            ) from None
+
+    def _request(self, ref: pykka.ActorRef[Any] | None, make: Callable[[Any], Any]) -> Any:
+        if self._draining.is_set() or ref is None:
+            raise ShuttingDown("the server is shutting down")
+        return self._ask(ref, make, self.settings.request_timeout)
+
+    # -- JobService ---------------------------------------------------------------------
+
+    def submit(
+        self,
+        specs: list[JobSpec],
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        batch: bool = False,
+    ) -> Submission:
+        for index, spec in enumerate(specs):
+            where = index if batch else None
+            check_json_value(spec.payload, where)
+            self.handlers.check_submission(spec.type, spec.payload, where)
+        created: Created = self._request(
+            self._dispatcher,
+            lambda reply: Submit(
+                Create(
+                    specs=specs,
+                    reply=reply,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                )
+            ),
+        )
+        return Submission(created.jobs, created.created)
+
+    def get(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id}")
+        return job
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        limit: int = 100,
+        after: int | None = None,
+    ) -> JobPage:
+        return self.store.list(status=status, job_type=job_type, limit=limit, after=after)
+
+    def cancel(self, job_id: str) -> Job:
+        return self._request(self._registry, lambda reply: Cancel(job_id, reply))
+
+    def retry(self, job_id: str) -> Job:
+        return self._request(self._registry, lambda reply: Retry(job_id, reply))
+
+    def dispatcher_status(self) -> DispatcherStatus | None:
+        if self._dispatcher is None or self._draining.is_set():
+            return None
+        try:
+            return self._ask(self._dispatcher, lambda reply: Status(reply), timeout=2.0)
+        except (ServiceBusy, ShuttingDown):
+            return None
+
+    def health(self) -> Health:
+        if self._draining.is_set():
+            return Health(False, "shutting_down")
+        core = {
+            "registry": self._registry,
+            "dispatcher": self._dispatcher,
+            "sweeper": self._sweeper,
+        }
+        dead = [name for name, ref in core.items() if ref is None or not ref.is_alive()]
+        if dead:
+            return Health(False, "unavailable", {"reason": f"{', '.join(dead)} not running"})
+        try:
+            self.store.ping()
+        except StorageUnavailable:
+            return Health(False, "unavailable", {"reason": "storage unreachable"})
+        alive = sum(1 for ref in self._workers if ref.is_alive())
+        return Health(True, "ok", {"workers": alive})
+
+    def stats(self) -> dict[str, Any]:
+        return self.metrics.snapshot()
+
+    def metrics_text(self) -> tuple[str, bytes]:
+        return self.metrics.exposition()
+
+    def count_jobs(self) -> Any:
+        return self.store.counts(self._clock())
+
+
+def check_json_value(value: Any, index: int | None = None) -> None:
+    """A payload must survive storage and the API: JSON types, no NaN, valid Unicode."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
+        where = "" if index is None else f"jobs[{index}]: "
+        raise InvalidRequest(f"{where}'payload' must be JSON (no NaN, valid Unicode)") from None
+
+
+class _Counter:
+    """A listener that counts the events it is given."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, events: Sequence[JobEvent]) -> None:
+        with self._lock:
+            self.count += len(events)
