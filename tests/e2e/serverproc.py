@@ -58,9 +58,14 @@ class ServerProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if wait:
-            started = self.wait_for_log("server_started", timeout=START_TIMEOUT)
-            self.port = int(started["url"].rsplit(":", 1)[1])
+            self.wait_started()
         return self
+
+    def wait_started(self) -> int:
+        """Wait for the `server_started` line; returns the port it listens on."""
+        started = self.wait_for_log("server_started", timeout=START_TIMEOUT)
+        self.port = int(started["url"].rsplit(":", 1)[1])
+        return self.port
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -153,10 +158,10 @@ class ServerProcess:
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()
-                return resp.status, dict(resp.headers), _decode(raw, resp.headers)
+                return resp.status, resp.headers, _decode(raw, resp.headers)
         except urllib.error.HTTPError as err:
             raw = err.read()
-            return err.code, dict(err.headers), _decode(raw, err.headers)
+            return err.code, err.headers, _decode(raw, err.headers)
 
 
 def _decode(raw: bytes, headers: Any) -> Any:

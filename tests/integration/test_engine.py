@@ -17,7 +17,13 @@ from workstream.actors.events import (
     JOB_RECOVERED,
     JOB_STARTED,
 )
-from workstream.errors import DatabaseInUse, IllegalTransition, QueueFull, ShuttingDown
+from workstream.errors import (
+    DatabaseInUse,
+    IllegalTransition,
+    QueueFull,
+    ServiceBusy,
+    ShuttingDown,
+)
 from workstream.handlers import Handler
 from workstream.jobs.model import JobStatus
 from workstream.jobs.spec import JobSpec
@@ -251,3 +257,35 @@ def _now() -> float:
     import time
 
     return time.time()
+
+
+def test_a_stuck_registry_costs_a_bounded_wait_not_a_hung_request(
+    start_engine: EngineFactory, db_path: Path
+) -> None:
+    engine, _ = start_engine(request_timeout=0.2)
+    stuck = threading.Event()
+    release = threading.Event()
+    original = engine.store.transaction
+
+    def slow_transaction() -> Any:
+        stuck.set()
+        assert release.wait(30)
+        return original()
+
+    engine.store.transaction = slow_transaction  # the Registry's next batch hangs
+    try:
+        with pytest.raises(ServiceBusy):
+            engine.submit([JobSpec("echo")])
+        assert stuck.is_set()
+    finally:
+        release.set()
+    engine.store.transaction = original
+
+
+def test_health_reports_a_dead_core_actor(start_engine: EngineFactory) -> None:
+    engine, _ = start_engine()
+    assert engine.health().ok
+    engine._sweeper.stop()
+    health = engine.health()
+    assert not health.ok and health.status == "unavailable"
+    assert "sweeper" in health.details["reason"]

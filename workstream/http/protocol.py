@@ -35,10 +35,11 @@ class JobService(Protocol):
         *,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        batch: bool = False,
     ) -> Submission:
         """Store the jobs, all or none. Raises UnknownJobType (422), InvalidPayload (400),
         QueueFull (429), IdempotencyKeyReused (409), ShuttingDown / StorageUnavailable /
-        ServiceBusy (503). Errors about one job of a batch name its index: `jobs[3]: ...`."""
+        ServiceBusy (503). With `batch`, errors about one job name its index: `jobs[3]: ...`."""
 
     def get(self, job_id: str) -> Job:
         """Raises NotFound."""

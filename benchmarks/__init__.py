@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures. Never part of the default test run."""

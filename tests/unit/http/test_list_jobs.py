@@ -1,0 +1,152 @@
+"""GET /jobs: filters, limit, the opaque cursor and the Link header."""
+
+from __future__ import annotations
+
+import base64
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.unit.http.support import error_code
+from workstream.http.query import decode_cursor, encode_cursor
+from workstream.jobs.model import JobStatus
+
+LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
+
+
+def _next_url(result) -> str | None:
+    link = result.headers.get("link")
+    if link is None:
+        return None
+    match = LINK.match(link)
+    assert match, link
+    return match["url"]
+
+
+def test_an_empty_queue_lists_no_jobs(client):
+    result = client.simulate_get("/jobs")
+
+    assert result.status_code == 200
+    assert result.json == []
+    assert "link" not in result.headers
+
+
+def test_jobs_are_listed_oldest_first_with_a_default_limit_of_100(client, service):
+    jobs = [service.add_job() for _ in range(3)]
+
+    result = client.simulate_get("/jobs")
+
+    assert [job["id"] for job in result.json] == [job.id for job in jobs]
+    assert service.list_calls == [{"status": None, "job_type": None, "limit": 100, "after": None}]
+
+
+def test_filters_reach_the_service(client, service):
+    service.add_job(status=JobStatus.FAILED, type="sleep")
+    service.add_job(status=JobStatus.FAILED, type="echo")
+
+    result = client.simulate_get("/jobs", query_string="status=failed&type=sleep&limit=5")
+
+    assert [job["type"] for job in result.json] == ["sleep"]
+    assert service.list_calls[-1] == {
+        "status": JobStatus.FAILED,
+        "job_type": "sleep",
+        "limit": 5,
+        "after": None,
+    }
+
+
+def test_pages_follow_the_link_header_keeping_filters_and_limit(client, service):
+    ids = [service.add_job(type="sleep").id for _ in range(5)]
+    service.add_job(type="echo")
+    seen: list[str] = []
+    url: str | None = "/jobs?type=sleep&limit=2"
+
+    while url is not None:
+        parts = urlsplit(url)
+        result = client.simulate_get(parts.path, query_string=parts.query)
+        assert result.status_code == 200
+        seen += [job["id"] for job in result.json]
+        url = _next_url(result)
+        if url is not None:
+            query = parse_qs(urlsplit(url).query)
+            assert query["type"] == ["sleep"] and query["limit"] == ["2"]
+
+    assert seen == ids
+    assert len(service.list_calls) == 3
+
+
+def test_the_cursor_is_opaque_and_round_trips():
+    cursor = encode_cursor(12345)
+
+    assert "12345" not in cursor
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor)
+    assert decode_cursor(cursor) == 12345
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        "not base64!",
+        "abc",
+        base64.urlsafe_b64encode(b"v2:5").decode(),
+        base64.urlsafe_b64encode(b"v1:-5").decode(),
+        base64.urlsafe_b64encode(b"v1:abc").decode(),
+        base64.urlsafe_b64encode(b"v1:05").decode(),
+        base64.urlsafe_b64encode(b"v1:" + b"9" * 30).decode(),
+        base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+        "A" * 65,
+    ],
+)
+def test_an_invalid_cursor_is_400_invalid_cursor(client, service, cursor):
+    result = client.simulate_get("/jobs", query_string=f"cursor={cursor}")
+
+    assert error_code(result, 400) == "invalid_cursor"
+    assert service.list_calls == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status=done",
+        "status=",
+        "status=PENDING",
+        "type=",
+        "type=" + "x" * 201,
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "limit=ten",
+        "limit=1.5",
+        "limit=",
+        "limit=99999999999999999999",
+        "staus=failed",
+        "status=failed&status=pending",
+        "limit=1&limit=1",
+        "type=%ff",
+        "&".join(f"x{index}=1" for index in range(50)),
+    ],
+)
+def test_bad_parameters_are_400(client, service, query):
+    result = client.simulate_get("/jobs", query_string=query)
+
+    assert error_code(result, 400) == "invalid_request"
+    assert service.list_calls == []
+
+
+def test_unknown_parameters_are_named(client):
+    result = client.simulate_get("/jobs", query_string="page=2&sort=asc")
+
+    assert "page, sort" in result.json["error"]
+
+
+@pytest.mark.parametrize("limit", ["1", "1000", "0100"])
+def test_limits_in_range_are_accepted(client, limit):
+    assert client.simulate_get("/jobs", query_string=f"limit={limit}").status_code == 200
+
+
+def test_listing_while_storage_is_down_is_503(client, service):
+    service.storage_down = True
+
+    assert error_code(client.simulate_get("/jobs"), 503) == "storage_unavailable"

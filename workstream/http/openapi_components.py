@@ -1,0 +1,250 @@
+"""The reusable parts of the OpenAPI document (`components`): the Job and submission
+schemas, the error bodies, response headers and shared parameters.
+
+Kept apart from `openapi.py` (the operations) so that each file reads as one thing. The
+limits come from the modules that enforce them, so the document cannot drift from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workstream.http.idempotency import MAX_KEY_LENGTH
+from workstream.http.submissions import MAX_BATCH_SIZE
+from workstream.jobs.model import JobStatus
+from workstream.jobs.spec import MAX_DELAY_SECONDS, MAX_RETRIES_LIMIT, MAX_TYPE_LENGTH
+
+Schema = dict[str, Any]
+
+JOB_TYPE_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+# The forms of `delay` as a string that the server accepts: "2s", "1m30s", "500ms", "1.5h",
+# or a plain number of seconds.
+DELAY_TEXT_PATTERN = r"^\s*(([0-9]+(\.[0-9]+)?([mM][sS]|[hHmMsS]))+|[0-9]+(\.[0-9]+)?)\s*$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _job_schema() -> Schema:
+    timestamp = {"type": "string", "format": "date-time"}
+    optional_timestamp = {**timestamp, "nullable": True}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "id",
+            "type",
+            "payload",
+            "status",
+            "attempts",
+            "max_retries",
+            "last_error",
+            "result",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+            "run_at",
+        ],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "type": {"type": "string", "minLength": 1, "maxLength": MAX_TYPE_LENGTH},
+            "payload": {"description": "any JSON value, as submitted"},
+            "status": {"type": "string", "enum": [status.value for status in JobStatus]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "max_retries": {"type": "integer", "minimum": 0},
+            "last_error": {"type": "string", "nullable": True},
+            "result": {"description": "null, or the JSON value the handler returned"},
+            "created_at": timestamp,
+            "updated_at": timestamp,
+            "started_at": optional_timestamp,
+            "finished_at": optional_timestamp,
+            "run_at": {
+                **optional_timestamp,
+                "description": "when the job may next start; null once finished or cancelled",
+            },
+        },
+    }
+
+
+def _job_submission_schema() -> Schema:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["type"],
+        "not": {"required": ["delay", "run_at"]},
+        "properties": {
+            "type": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_TYPE_LENGTH,
+                "pattern": JOB_TYPE_PATTERN,
+                "description": "a job type with a registered handler",
+            },
+            "payload": {"description": "any JSON value handed to the handler (default {})"},
+            "max_retries": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_RETRIES_LIMIT,
+                "nullable": True,
+                "description": "retries after the first attempt; null or absent: the default",
+            },
+            "delay": {
+                "description": "start no sooner than this: seconds, or a duration like '2s'",
+                # nullable on each branch: OpenAPI 3.0 ignores it on a schema without a type.
+                "anyOf": [
+                    {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": MAX_DELAY_SECONDS,
+                        "nullable": True,
+                    },
+                    {
+                        "type": "string",
+                        "maxLength": 64,
+                        "pattern": DELAY_TEXT_PATTERN,
+                        "nullable": True,
+                    },
+                ],
+            },
+            "run_at": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "start no sooner than this RFC 3339 time (at most 366 days ahead)",
+            },
+        },
+    }
+
+
+def schemas() -> dict[str, Schema]:
+    return {
+        "Error": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["error", "code"],
+            "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+        },
+        "ServerError": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["error", "code", "request_id"],
+            "properties": {
+                "error": {"type": "string"},
+                "code": {"type": "string"},
+                "request_id": {"type": "string"},
+            },
+        },
+        "Job": _job_schema(),
+        "JobList": {"type": "array", "items": ref("Job")},
+        "JobSubmission": _job_submission_schema(),
+        "BatchSubmission": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["jobs"],
+            "properties": {
+                "jobs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_SIZE,
+                    "items": ref("JobSubmission"),
+                }
+            },
+        },
+        "NoInput": {
+            "type": "object",
+            "additionalProperties": False,
+            "maxProperties": 0,
+            "description": "these operations take no input: send no body, or {}",
+        },
+        "Stats": {
+            "type": "object",
+            "additionalProperties": True,
+            "required": [
+                "total_jobs_created",
+                "jobs_completed",
+                "jobs_failed",
+                "jobs_retried",
+                "jobs_in_progress",
+                "queue_size",
+            ],
+            "properties": {
+                name: {"type": "integer", "minimum": 0}
+                for name in (
+                    "total_jobs_created",
+                    "jobs_completed",
+                    "jobs_failed",
+                    "jobs_retried",
+                    "jobs_in_progress",
+                    "queue_size",
+                )
+            },
+        },
+        "Health": {
+            "type": "object",
+            "additionalProperties": True,
+            "required": ["status"],
+            "properties": {
+                "status": {
+                    "type": "string",
+                    "description": "ok; otherwise shutting_down or unavailable",
+                }
+            },
+        },
+    }
+
+
+def headers() -> dict[str, Schema]:
+    return {
+        "X-Request-Id": {
+            "description": "an id for this request; 5xx bodies and the server log carry it too",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+        "Location": {
+            "description": "the path of the job",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+        "Link": {
+            "description": 'the next page, `<...>; rel="next"`, when more jobs remain',
+            "schema": {"type": "string"},
+        },
+        "Retry-After": {
+            "description": "seconds to wait before trying again",
+            "schema": {"type": "integer", "minimum": 1},
+        },
+        "WWW-Authenticate": {
+            "description": "always `Bearer`",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+    }
+
+
+def parameters() -> dict[str, Schema]:
+    return {
+        "JobId": {
+            "name": "job_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"},
+        },
+        "IdempotencyKey": {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": (
+                "a repeat with the same key returns the first job (200); the same key with "
+                "another body is refused (409 idempotency_key_reused)"
+            ),
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_KEY_LENGTH,
+                "pattern": "^[!-~]+$",
+            },
+        },
+    }

@@ -1,0 +1,127 @@
+"""The query of `GET /jobs`: filters, page size, and the opaque cursor.
+
+The query string is parsed here rather than through Falcon's `req.params` so that unknown
+and repeated parameters can be refused instead of silently ignored or merged: a typo such
+as `?staus=failed` must not quietly list every job.
+
+The cursor wraps the store's position (`JobPage.next_after`) as URL-safe base64 of
+`v1:<int>`, so that clients treat it as opaque and the format can change under a new
+version prefix.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
+
+from workstream.errors import InvalidRequest
+from workstream.http.errors import InvalidCursor
+from workstream.jobs.model import JobStatus
+from workstream.jobs.spec import MAX_TYPE_LENGTH
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+LIST_PARAMETERS = ("status", "type", "limit", "cursor")
+
+_CURSOR_PREFIX = "v1:"
+_CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CURSOR_POSITION = re.compile(r"0|[1-9][0-9]{0,18}")
+_LIMIT_TEXT = re.compile(r"[0-9]{1,10}")
+_STATUSES = ", ".join(status.value for status in JobStatus)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    status: JobStatus | None = None
+    job_type: str | None = None
+    limit: int = DEFAULT_LIMIT
+    after: int | None = None
+
+
+def parse_list_query(query_string: str) -> ListQuery:
+    """Raises InvalidRequest (or InvalidCursor) naming the parameter at fault."""
+    values = _single_values(query_string)
+    status = _parse_status(values["status"]) if "status" in values else None
+    job_type = _parse_type(values["type"]) if "type" in values else None
+    limit = _parse_limit(values["limit"]) if "limit" in values else DEFAULT_LIMIT
+    after = decode_cursor(values["cursor"]) if "cursor" in values else None
+    return ListQuery(status=status, job_type=job_type, limit=limit, after=after)
+
+
+def _single_values(query_string: str) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(
+            query_string,
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=2 * len(LIST_PARAMETERS),
+        )
+    except ValueError:  # too many fields, or percent-escapes that are not UTF-8
+        raise InvalidRequest("the query string is malformed or has too many parameters") from None
+    unknown = sorted({name for name, _ in pairs} - set(LIST_PARAMETERS))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown query parameter(s): {', '.join(unknown)} "
+            f"(allowed: {', '.join(LIST_PARAMETERS)})"
+        )
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name in values:
+            raise InvalidRequest(f"query parameter {name!r} is given more than once")
+        values[name] = value
+    return values
+
+
+def _parse_status(text: str) -> JobStatus:
+    try:
+        return JobStatus(text)
+    except ValueError:
+        raise InvalidRequest(f"'status' must be one of {_STATUSES}") from None
+
+
+def _parse_type(text: str) -> str:
+    if not 1 <= len(text) <= MAX_TYPE_LENGTH:
+        raise InvalidRequest(f"'type' must be 1 to {MAX_TYPE_LENGTH} characters")
+    return text
+
+
+def _parse_limit(text: str) -> int:
+    if _LIMIT_TEXT.fullmatch(text) and 1 <= int(text) <= MAX_LIMIT:
+        return int(text)
+    raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
+
+
+def encode_cursor(position: int) -> str:
+    raw = f"{_CURSOR_PREFIX}{position}".encode("ascii")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The store position inside a cursor from `encode_cursor`, or InvalidCursor."""
+    invalid = InvalidCursor("'cursor' is not valid; use the one from the Link header")
+    if not _CURSOR_TEXT.fullmatch(cursor):
+        raise invalid
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        text = raw.decode("ascii")
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    position = text.removeprefix(_CURSOR_PREFIX)
+    if position == text or not _CURSOR_POSITION.fullmatch(position):
+        raise invalid
+    return int(position)
+
+
+def next_page_link(query: ListQuery, next_after: int) -> str:
+    """The `Link` header value for the next page: the same filters and limit."""
+    params: list[tuple[str, str]] = []
+    if query.status is not None:
+        params.append(("status", query.status.value))
+    if query.job_type is not None:
+        params.append(("type", query.job_type))
+    params.append(("limit", str(query.limit)))
+    params.append(("cursor", encode_cursor(next_after)))
+    return f'</jobs?{urlencode(params)}>; rel="next"'

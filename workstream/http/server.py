@@ -1,0 +1,232 @@
+"""The HTTP server: waitress, with its limits set on purpose and a stop that really stops.
+
+The only module that imports waitress. Two things are added to it:
+
+* **JSON errors.** Waitress answers some requests itself, before the app sees them:
+  headers over the limit (431), a body over the limit (413), a malformed request (400),
+  an unsupported transfer coding (501), or an app that failed to respond (500). Its
+  bodies are text that names the library; `JsonErrorTask` gives them the API's error body
+  and an `X-Request-Id`, and no `Server` header is sent at all.
+* **A bounded stop.** Waitress's loop runs until its socket map is empty, and an idle
+  keep-alive connection keeps it non-empty. `stop()` hands a closure to the loop thread
+  through waitress's trigger (the loop's wake-up pipe); inside the loop, so that no socket
+  is closed under a `poll()` running in another thread, it closes the listening sockets
+  and every connection. The loop then ends, the worker threads are shut down, and only
+  after that is the trigger itself closed: worker threads write to it when they finish a
+  request, and a write to a closed descriptor number could land in whatever file the
+  process opened next under that number.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
+
+from workstream.http.body import MAX_BODY_BYTES
+from workstream.http.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, error_body
+from workstream.http.middleware import REQUEST_ID_HEADER, new_request_id
+
+logger = logging.getLogger("workstream.http")
+
+MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_BACKLOG = 2048
+LOOP_TIMEOUT_SECONDS = 1
+
+
+class JsonErrorTask(ErrorTask):
+    """Waitress's own error responses, as `{"error", "code"}` JSON naming no library."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        adjustments = self.channel.server.adj
+        code, message = _describe_server_error(error.code, adjustments)
+        request_id = new_request_id()
+        if error.code >= 500:
+            # A 500 here means the app failed to answer (waitress logged the traceback);
+            # a 501 is only a client using a transfer coding nobody supports.
+            logger.log(
+                logging.ERROR if error.code == 500 else logging.WARNING,
+                "the HTTP server answered %d itself",
+                error.code,
+                extra={"event": "http_error", "request_id": request_id},
+            )
+        body = error_body(message, code, request_id if error.code >= 500 else None)
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend(
+            [("Content-Type", "application/json"), (REQUEST_ID_HEADER, request_id)]
+        )
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+def _describe_server_error(status: int, adjustments: Any) -> tuple[str, str]:
+    if status == 413:
+        limit = adjustments.max_request_body_size - 1
+        return "payload_too_large", f"the request body is larger than {limit} bytes"
+    if status == 431:
+        limit = adjustments.max_request_header_size
+        return "headers_too_large", f"the request headers are larger than {limit} bytes"
+    if status == 501:
+        return "not_implemented", "the request's transfer coding is not supported"
+    if status >= 500:
+        return INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE
+    return "invalid_request", "the HTTP request is malformed"
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+
+class HttpServer:
+    """Serves a WSGI app: `start()` binds, `serve()` (or `serve_in_thread()`) runs the
+    loop, `stop(timeout)` ends it promptly, open connections or not."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str,
+        port: int,
+        threads: int,
+        connection_limit: int,
+        channel_timeout: float,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        backlog: int = DEFAULT_BACKLOG,
+    ) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        timeout = max(1, math.ceil(channel_timeout))  # waitress takes whole seconds
+        self._adjustments = {
+            "threads": threads,
+            "connection_limit": connection_limit,
+            "channel_timeout": timeout,
+            # How often idle connections are looked for: often enough that one is closed
+            # within about 1.5 x channel_timeout.
+            "cleanup_interval": max(1, min(30, timeout // 2)),
+            "max_request_header_size": MAX_HEADER_BYTES,
+            # Waitress refuses a body of exactly this size; + 1 lets a body of exactly
+            # max_body_bytes through, as the API promises.
+            "max_request_body_size": max_body_bytes + 1,
+            "backlog": backlog,
+            "ident": "",  # no Server header: the library is nobody's business
+            "expose_tracebacks": False,
+            "asyncore_use_poll": True,  # select() fails past 1024 file descriptors
+            "asyncore_loop_timeout": LOOP_TIMEOUT_SECONDS,
+        }
+        self._map: dict[int, Any] = {}
+        self._server: Any = None
+        self._trigger: Any = None
+        self._port_bound: int | None = None
+        self._lock = threading.Lock()
+        self._stop_requested = False
+        self._stopped = False
+        self._loop_running = False
+        self._connections_closed = threading.Event()
+        self._loop_done = threading.Event()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one chosen by the system when asked for port 0)."""
+        if self._port_bound is None:
+            raise RuntimeError("the server has not been started")
+        return self._port_bound
+
+    def start(self) -> int:
+        """Bind the listening socket(s) and return the port. Connections wait in the
+        backlog until `serve()` runs. (A host name that resolves to several addresses
+        gets one socket each; with port 0 they may get different ports, and the first is
+        returned.)"""
+        if self._server is not None:
+            raise RuntimeError("the server is already started")
+        self._server = create_server(
+            self._app, map=self._map, host=self._host, port=self._port, **self._adjustments
+        )
+        listeners = self._listeners()
+        for listener in listeners:
+            listener.channel_class = JsonErrorChannel
+        # Every listener's trigger wakes the same loop; one is enough to reach it.
+        self._trigger = listeners[0].trigger
+        self._port_bound = int(listeners[0].effective_port)
+        return self._port_bound
+
+    def serve(self) -> None:
+        """Run the loop in this thread until `stop()`."""
+        if self._server is None:
+            raise RuntimeError("start() the server before serving")
+        with self._lock:
+            if self._stop_requested:
+                return
+            self._loop_running = True
+        try:
+            # One poll at a time, so the loop ends as soon as the connections are closed;
+            # the triggers stay in the map (see `stop`), so it is never empty before that.
+            while self._map and not self._connections_closed.is_set():
+                wasyncore.loop(timeout=LOOP_TIMEOUT_SECONDS, use_poll=True, map=self._map, count=1)
+        finally:
+            self._loop_done.set()
+
+    def serve_in_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve, name="workstream-http", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop listening, close every connection (idle keep-alives included) and stop the
+        worker threads. Returns False if that took longer than `timeout` seconds, e.g. a
+        request still running in a worker thread; worker threads are daemons, so they
+        cannot keep the process alive. Calling it again does nothing."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._server is None or self._stopped:
+                return True
+            self._stopped = self._stop_requested = True
+            loop_running = self._loop_running
+        if loop_running:
+            self._trigger.pull_trigger(self._close_connections)
+            loop_stopped = self._loop_done.wait(max(0.0, deadline - time.monotonic()))
+        else:
+            loop_stopped = True
+        if loop_stopped and not self._connections_closed.is_set():
+            # The loop never ran, or died before it could run the closure: no loop runs,
+            # so closing here is safe.
+            self._close_connections()
+        if not loop_stopped:
+            logger.warning("the HTTP loop did not stop in time", extra={"event": "http_stop"})
+        dispatcher = self._server.task_dispatcher
+        dispatcher.shutdown(cancel_pending=True, timeout=max(0.0, deadline - time.monotonic()))
+        workers_stopped = not dispatcher.threads
+        if loop_stopped and workers_stopped:
+            self._close_triggers()  # nothing can pull them any more
+        return loop_stopped and workers_stopped
+
+    def _close_connections(self) -> None:
+        """Close the listening sockets and every connection, but not the triggers."""
+        for dispatcher in list(self._map.values()):
+            try:
+                if isinstance(dispatcher, HTTPChannel):
+                    # handle_close also wakes a worker thread waiting to flush output.
+                    dispatcher.handle_close()
+                elif isinstance(dispatcher, BaseWSGIServer):
+                    # The base close: the server's own close() would close its trigger too.
+                    wasyncore.dispatcher.close(dispatcher)
+            except OSError:
+                pass
+        self._connections_closed.set()
+
+    def _close_triggers(self) -> None:
+        for dispatcher in list(self._map.values()):
+            dispatcher.close()
+        self._map.clear()
+
+    def _listeners(self) -> list[BaseWSGIServer]:
+        return [item for item in self._map.values() if isinstance(item, BaseWSGIServer)]
