@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -142,6 +143,12 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except OSError as exc:
         print(f"workstream: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception:
+        # A bug: say so in the log (as JSON), and exit rather than hang.
+        logging.getLogger("workstream.crash").exception(
+            "the server failed", extra={"event": "server_failed"}
+        )
         return EXIT_FAILED
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -62,15 +63,18 @@ def port(raw: Any) -> int:
     return _whole(raw, 0, 65535)
 
 
+MAX_DURATION = 30 * 24 * 3600.0  # beyond this a setting is a mistake, not a plan
+
+
 def _duration(raw: Any) -> float:
     if isinstance(raw, bool):
         raise ValueError("expected a duration like 500ms, 10s or 1m30s")
-    if isinstance(raw, int | float):
-        seconds = float(raw)
-        if seconds < 0:
-            raise ValueError("must not be negative")
-        return seconds
-    return parse_duration(_text(raw))
+    seconds = float(raw) if isinstance(raw, int | float) else parse_duration(_text(raw))
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("must be a finite duration, not negative")
+    if seconds > MAX_DURATION:
+        raise ValueError("must be at most 30 days")
+    return seconds
 
 
 def duration(raw: Any) -> float:
@@ -83,6 +87,14 @@ def duration(raw: Any) -> float:
 
 def duration_or_zero(raw: Any) -> float:
     return _duration(raw)
+
+
+def interval(raw: Any) -> float:
+    """How often something periodic runs: at least 50ms, so that it cannot spin."""
+    seconds = _duration(raw)
+    if seconds < 0.05:
+        raise ValueError("must be at least 50ms")
+    return seconds
 
 
 def boolean(raw: Any) -> bool:
@@ -166,7 +178,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "sweeper_interval",
         10.0,
-        duration,
+        interval,
         "how often failed jobs due for retry, and expired leases, are re-queued",
     ),
     Setting(
@@ -197,7 +209,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "lease_duration",
         30.0,
-        duration,
+        interval,
         "how long a claimed job stays owned without renewal (renewed every third of it)",
     ),
     Setting(
@@ -261,6 +273,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
+_DURATIONS = (duration, duration_or_zero, interval)
 
 
 @dataclass(frozen=True)
@@ -311,7 +324,7 @@ class Settings:
             value = getattr(self, setting.name)
             if setting.secret and value:
                 value = "***"
-            elif isinstance(value, float) and setting.convert in (duration, duration_or_zero):
+            elif isinstance(value, float) and setting.convert in _DURATIONS:
                 value = format_duration(value)
             elif isinstance(value, tuple):
                 value = ",".join(value)

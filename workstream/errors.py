@@ -65,6 +65,12 @@ class IllegalTransition(WorkStreamError):
     code = "invalid_state"
 
 
+class Conflict(WorkStreamError):
+    """A write would break a uniqueness rule (job id, idempotency key). Nothing was written."""
+
+    code = "conflict"
+
+
 class IdempotencyKeyReused(WorkStreamError):
     code = "idempotency_key_reused"
 

@@ -15,6 +15,7 @@ import logging
 import logging.handlers
 import queue
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -112,8 +113,38 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
     root.setLevel(level.upper())
     # pykka logs every exception an ask returns at info; they are answered, not lost.
     logging.getLogger("pykka").setLevel(max(logging.WARNING, root.level))
+    # waitress warns "Task queue depth is N" on every request that waits for a thread:
+    # under overload that is thousands of lines a second saying one thing.
+    logging.getLogger("waitress.queue").setLevel(max(logging.ERROR, root.level))
+    _log_uncaught_exceptions()
     listener.start()
     atexit.register(listener.stop)
+
+
+def _log_uncaught_exceptions() -> None:
+    """Tracebacks that nothing caught become log records too, so stderr stays one JSON
+    object per line."""
+    crash_log = logging.getLogger("workstream.crash")
+
+    def on_thread_exception(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        crash_log.error(
+            "uncaught exception in thread %s",
+            args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+            extra={"event": "uncaught_exception"},
+        )
+
+    def on_exception(exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        crash_log.critical(
+            "uncaught exception",
+            exc_info=(exc_type, exc_value, traceback),
+            extra={"event": "uncaught_exception"},
+        )
+
+    threading.excepthook = on_thread_exception
+    sys.excepthook = on_exception
 
 
 class _PreparedQueueHandler(logging.handlers.QueueHandler):

@@ -26,6 +26,10 @@ from workstream.store import store_from_url
 
 log = logging.getLogger("workstream.server")
 
+# At shutdown, requests already being answered get this long to finish (new submissions
+# get 503 at once, so they are quick); idle keep-alive connections are closed at once.
+HTTP_DRAIN_SECONDS = 5.0
+
 
 def check_bind(settings: Settings) -> None:
     """Refuse to serve an unauthenticated API beyond this machine unless asked to."""
@@ -67,19 +71,22 @@ class Server:
         check_bind(self.settings)
         self.engine.start()
         try:
-            app = create_app(self.engine, api_token=self.settings.api_token)
-            self.http = HttpServer(
-                app,
-                host=self.settings.host,
-                port=self.settings.port,
-                threads=self.settings.http_threads,
-                connection_limit=self.settings.http_connection_limit,
-                channel_timeout=self.settings.http_channel_timeout,
-            )
-            self.port = self.http.start()
+            return self._open_port()
         except BaseException:
             self.engine.stop()
             raise
+
+    def _open_port(self) -> int:
+        app = create_app(self.engine, api_token=self.settings.api_token)
+        self.http = HttpServer(
+            app,
+            host=self.settings.host,
+            port=self.settings.port,
+            threads=self.settings.http_threads,
+            connection_limit=self.settings.http_connection_limit,
+            channel_timeout=self.settings.http_channel_timeout,
+        )
+        self.port = self.http.start()
         log.info(
             "listening",
             extra={
@@ -109,9 +116,9 @@ class Server:
     def shutdown(self) -> int:
         self.engine.begin_shutdown()
         if self.http is not None:
-            self.http.stop(timeout=5.0)
-        summary = self.engine.stop()
-        return 0 if summary is not None else 1
+            self.http.stop(timeout=HTTP_DRAIN_SECONDS)
+        self.engine.stop()
+        return 0
 
 
 def serve(settings: Settings) -> int:

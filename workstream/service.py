@@ -11,7 +11,6 @@ flush, stop the actors, close the store.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -30,7 +29,6 @@ from workstream.actors.dispatcher import (
     Dispatcher,
     DispatcherStatus,
     Status,
-    StopAdmission,
     StopHandout,
     Submit,
 )
@@ -51,6 +49,7 @@ from workstream.actors.registry import (
     Release,
     RenewLeases,
     Retry,
+    WriteHealth,
 )
 from workstream.actors.sweeper import Sweeper, Tick
 from workstream.actors.ticker import Ticker
@@ -71,10 +70,13 @@ from workstream.jobs.spec import JobSpec
 from workstream.logs import log_job_events
 from workstream.metrics import Metrics
 from workstream.store.base import JobPage, Store
+from workstream.units import json_problem, shorten
 
 log = logging.getLogger(__name__)
 
 CONTROL_TIMEOUT = 10.0  # bound on the engine's own asks during start-up and shutdown
+MAX_PAYLOAD_BYTES = 1_048_576  # as for a request body: what is stored is also served
+PAGE_BYTES = 4 * 1_048_576  # a page of GET /jobs stops growing past this much payload+result
 
 
 def new_owner_id() -> str:
@@ -122,6 +124,11 @@ class Engine:
         self._workers: list[pykka.ActorRef[Any]] = []
         self._draining = threading.Event()
         self.handout_stopped = threading.Event()  # set once no new job will start
+        self._all_idle = threading.Event()  # set once no Worker runs a job after that
+        self._drain_started: float | None = None
+        self._running_at_shutdown = 0
+        self._finished_during_drain = _Counter()
+        self._write_health = WriteHealth()
         self._stopped = False
         self.recovered = 0
 
@@ -151,6 +158,7 @@ class Engine:
             retry_policy=self._policy,
             lease_duration=settings.lease_duration,
             default_max_retries=settings.max_retries,
+            write_health=self._write_health,
         )
         self.recovered = self._ask(self._registry, lambda reply: Recover(reply=reply))
         log.info(
@@ -183,35 +191,41 @@ class Engine:
         self._ticker.start()
 
     def begin_shutdown(self) -> None:
-        """Stop admission: from now on submissions get ShuttingDown (503)."""
+        """Stop taking jobs (submissions get ShuttingDown, 503) and starting them (pending
+        jobs wait for the next run). Running jobs go on; `stop()` waits for them."""
         if self._draining.is_set():
             return
         self._draining.set()
-        log.info("shutdown started", extra={"event": "shutdown_started"})
+        self._drain_started = time.monotonic()
+        self.events.subscribe(self._finished_during_drain, kinds=(JOB_COMPLETED, JOB_FAILED))
         if self._dispatcher is not None:
             try:
-                self._ask(self._dispatcher, lambda reply: StopAdmission(reply))
+                self._running_at_shutdown = self._ask(
+                    self._dispatcher, lambda reply: StopHandout(reply, self._all_idle)
+                )
             except (ServiceBusy, ShuttingDown):
-                log.warning("dispatcher did not confirm the end of admission")
+                log.warning("the dispatcher did not confirm the end of hand-out")
+        self.handout_stopped.set()
+        log.info(
+            "shutdown started",
+            extra={"event": "shutdown_started", "running": self._running_at_shutdown},
+        )
 
     def stop(self) -> ShutdownSummary:
-        """Drain and stop. Safe to call once the engine started; a second call does nothing."""
-        started = time.monotonic()
+        """Drain and stop: running jobs get SHUTDOWN_TIMEOUT (counted from
+        `begin_shutdown`) to finish; what still runs then goes back to pending, that
+        attempt not counted. A second call does nothing."""
         self.begin_shutdown()
         if self._stopped:
             return ShutdownSummary(0, 0, 0, True, 0.0)
         self._stopped = True
-        finished = _Counter()
-        self.events.subscribe(finished, kinds=(JOB_COMPLETED, JOB_FAILED))
-        all_idle = threading.Event()
-        running = 0
+        started = self._drain_started or time.monotonic()
         released = 0
         drained = True
         try:
             if self._dispatcher is not None:
-                running = self._ask(self._dispatcher, lambda reply: StopHandout(reply, all_idle))
-                self.handout_stopped.set()
-                drained = all_idle.wait(self.settings.shutdown_timeout)
+                remaining = self.settings.shutdown_timeout - (time.monotonic() - started)
+                drained = self._all_idle.wait(max(0.0, remaining))
             if self._registry is not None:
                 released = self._ask(self._registry, lambda reply: Release(reply=reply))
                 self._ask(self._registry, lambda reply: Barrier(reply))
@@ -226,8 +240,8 @@ class Engine:
             self._stop_actors()
             self.store.close()
         summary = ShutdownSummary(
-            running_at_start=running,
-            finished_during_drain=finished.count,
+            running_at_start=self._running_at_shutdown,
+            finished_during_drain=self._finished_during_drain.count,
             returned_to_pending=released,
             drained=drained,
             seconds=round(time.monotonic() - started, 3),
@@ -284,6 +298,15 @@ class Engine:
 
     # -- JobService ---------------------------------------------------------------------
 
+    def check_job(self, spec: JobSpec, index: int | None = None) -> None:
+        """Refuse, before anything is stored, a job that could never run: a payload that
+        is not storable JSON, an unknown type, a payload its handler's validator refuses."""
+        where = "" if index is None else f"jobs[{index}]: "
+        problem = json_problem(spec.payload, max_bytes=MAX_PAYLOAD_BYTES)
+        if problem is not None:
+            raise InvalidRequest(f"{where}'payload' cannot be stored: {problem}")
+        self.handlers.check_submission(spec.type, spec.payload, index)
+
     def submit(
         self,
         specs: list[JobSpec],
@@ -291,11 +314,13 @@ class Engine:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         batch: bool = False,
+        checked: bool = False,
     ) -> Submission:
-        for index, spec in enumerate(specs):
-            where = index if batch else None
-            check_json_value(spec.payload, where)
-            self.handlers.check_submission(spec.type, spec.payload, where)
+        if not checked:
+            for index, spec in enumerate(specs):
+                self.check_job(spec, index if batch else None)
+        timeout = self.settings.request_timeout
+        deadline = time.monotonic() + timeout
         created: Created = self._request(
             self._dispatcher,
             lambda reply: Submit(
@@ -304,6 +329,7 @@ class Engine:
                     reply=reply,
                     idempotency_key=idempotency_key,
                     request_hash=request_hash,
+                    deadline=deadline,
                 )
             ),
         )
@@ -312,7 +338,7 @@ class Engine:
     def get(self, job_id: str) -> Job:
         job = self.store.get(job_id)
         if job is None:
-            raise NotFound(f"no job with id {job_id}")
+            raise NotFound(f"no job with id {shorten(job_id)}")
         return job
 
     def list(
@@ -323,7 +349,9 @@ class Engine:
         limit: int = 100,
         after: int | None = None,
     ) -> JobPage:
-        return self.store.list(status=status, job_type=job_type, limit=limit, after=after)
+        return self.store.list(
+            status=status, job_type=job_type, limit=limit, after=after, max_bytes=PAGE_BYTES
+        )
 
     def cancel(self, job_id: str) -> Job:
         return self._request(self._registry, lambda reply: Cancel(job_id, reply))
@@ -347,14 +375,20 @@ class Engine:
             "dispatcher": self._dispatcher,
             "sweeper": self._sweeper,
         }
-        dead = [name for name, ref in core.items() if ref is None or not ref.is_alive()]
-        if dead:
-            return Health(False, "unavailable", {"reason": f"{', '.join(dead)} not running"})
+        down = [name for name, ref in core.items() if ref is None or not ref.is_alive()]
+        if not self._ticker.alive:
+            down.append("ticker")
+        alive = sum(1 for ref in self._workers if ref.is_alive())
+        if alive == 0:
+            down.append("workers")
+        if down:
+            return Health(False, "unavailable", {"reason": f"{', '.join(down)} not running"})
+        if self._write_health.failing:
+            return Health(False, "unavailable", {"reason": "storage is failing writes"})
         try:
             self.store.ping()
         except StorageUnavailable:
             return Health(False, "unavailable", {"reason": "storage unreachable"})
-        alive = sum(1 for ref in self._workers if ref.is_alive())
         return Health(True, "ok", {"workers": alive})
 
     def stats(self) -> dict[str, Any]:
@@ -365,15 +399,6 @@ class Engine:
 
     def count_jobs(self) -> Any:
         return self.store.counts(self._clock())
-
-
-def check_json_value(value: Any, index: int | None = None) -> None:
-    """A payload must survive storage and the API: JSON types, no NaN, valid Unicode."""
-    try:
-        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
-    except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
-        where = "" if index is None else f"jobs[{index}]: "
-        raise InvalidRequest(f"{where}'payload' must be JSON (no NaN, valid Unicode)") from None
 
 
 class _Counter:

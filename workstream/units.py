@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -37,6 +38,33 @@ def parse_duration(text: str) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{text!r} is not a duration (must be finite and not negative)")
     return seconds
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """For messages that quote what a client sent: never echo a huge value back."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def valid_text(text: str) -> str:
+    """The text with whatever cannot be encoded as UTF-8 (lone surrogates, e.g. from
+    undecodable file names) replaced, so that it can be stored and served."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def json_problem(value: object, *, max_bytes: int | None = None) -> str | None:
+    """Why `value` cannot be stored and served as JSON, or None if it can: JSON types only,
+    no NaN or Infinity, valid Unicode text, and at most `max_bytes` once encoded."""
+    try:
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "it has text that is not valid Unicode"
+    except (TypeError, ValueError, RecursionError) as exc:
+        return str(exc) or type(exc).__name__
+    if max_bytes is not None and len(encoded) > max_bytes:
+        return f"it is {len(encoded)} bytes of JSON, more than the limit of {max_bytes}"
+    return None
 
 
 def format_duration(seconds: float) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from workstream.errors import DatabaseInUse, StorageUnavailable
+from workstream.errors import Conflict, DatabaseInUse, StorageUnavailable
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.sqlite import SqliteStore, load_migrations
 
@@ -329,7 +329,7 @@ def test_a_database_error_mid_transaction_rolls_back(opened, db_path):
     """A failure at any point inside the transaction leaves nothing behind."""
     store = opened(SqliteStore(db_path, busy_timeout=0.2))
     insert(store, make_job(1))
-    with pytest.raises(StorageUnavailable), store.transaction() as tx:
+    with pytest.raises(Conflict), store.transaction() as tx:
         tx.insert(make_job(2))
         tx.insert(make_job(1))  # duplicate id: the database refuses it
     assert store.get(make_job(2).id) is None
@@ -368,9 +368,9 @@ def test_storage_unavailable_messages_carry_no_sql_and_no_path(opened, db_path, 
 
     store = opened(SqliteStore(db_path, busy_timeout=0.2))
     insert(store, make_job(1))
-    with pytest.raises(StorageUnavailable) as caught, store.transaction() as tx:
+    with pytest.raises(Conflict) as conflict, store.transaction() as tx:
         tx.insert(make_job(1))
-    messages.append(caught.value.message)
+    messages.append(conflict.value.message)
 
     other = sqlite3.connect(db_path, isolation_level=None)
     try:

@@ -264,3 +264,16 @@ def test_reads_from_another_thread_do_not_wait_for_an_open_transaction(store, jo
         "listed": [committed.id],
         "counts": 1,
     }
+
+
+def test_a_page_of_large_jobs_stops_at_the_byte_budget(store, jobs):
+    big = "x" * 10_000
+    added = [jobs.add(payload={"blob": big}) for _ in range(5)]
+    page = store.list(limit=100, max_bytes=25_000)
+    assert ids(page.jobs) == ids(added[:2])  # a third would pass 25 kB
+    assert page.next_after is not None
+    rest = store.list(limit=100, after=page.next_after, max_bytes=25_000)
+    assert ids(rest.jobs) == ids(added[2:4])
+    one = store.list(limit=100, max_bytes=10)  # never fewer than one job
+    assert ids(one.jobs) == ids(added[:1])
+    assert store.list(limit=100).next_after is None  # no budget: everything

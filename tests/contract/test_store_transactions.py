@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from workstream.errors import StorageUnavailable
+from workstream.errors import Conflict
 from workstream.jobs import states
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.retry import RetryPolicy
@@ -92,7 +92,7 @@ def test_the_store_works_after_a_rolled_back_transaction(store, jobs):
 def test_duplicate_id_is_refused_and_nothing_of_the_transaction_is_kept(store, jobs):
     first = jobs.add()
     other = jobs.new()
-    with pytest.raises(StorageUnavailable), store.transaction() as tx:
+    with pytest.raises(Conflict), store.transaction() as tx:
         tx.insert(other)
         tx.insert(jobs.new(id=first.id, payload="impostor"))
     assert store.get(first.id) == first
@@ -242,7 +242,7 @@ def test_idempotency_key_of_a_rolled_back_insert_is_free(store, jobs):
 def test_an_idempotency_key_is_unique(store, jobs):
     first = jobs.add(idempotency_key="k")
     second = jobs.new(idempotency_key="k")
-    with pytest.raises(StorageUnavailable), store.transaction() as tx:
+    with pytest.raises(Conflict), store.transaction() as tx:
         tx.insert(second)
     assert store.get(second.id) is None
     with store.transaction() as tx:

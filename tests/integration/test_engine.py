@@ -23,6 +23,7 @@ from workstream.errors import (
     QueueFull,
     ServiceBusy,
     ShuttingDown,
+    StorageUnavailable,
 )
 from workstream.handlers import Handler
 from workstream.jobs.model import JobStatus
@@ -289,3 +290,23 @@ def test_health_reports_a_dead_core_actor(start_engine: EngineFactory) -> None:
     health = engine.health()
     assert not health.ok and health.status == "unavailable"
     assert "sweeper" in health.details["reason"]
+
+
+def test_health_reports_storage_that_keeps_failing_writes(start_engine: EngineFactory) -> None:
+    engine, _ = start_engine()
+    original = engine.store.transaction
+
+    def failing() -> Any:
+        raise StorageUnavailable("storage is full; nothing was stored")
+
+    engine.store.transaction = failing
+    try:
+        for _ in range(3):
+            with pytest.raises(StorageUnavailable):
+                engine.submit([JobSpec("echo")])
+        health = engine.health()
+        assert not health.ok and health.details["reason"] == "storage is failing writes"
+    finally:
+        engine.store.transaction = original
+    engine.submit([JobSpec("echo")])
+    assert engine.health().ok

@@ -133,3 +133,24 @@ def test_a_public_bind_needs_a_token_or_an_explicit_allowance() -> None:
         check_bind(Settings(host="0.0.0.0"))
     check_bind(Settings(host="0.0.0.0", api_token="t"))
     check_bind(Settings(host="0.0.0.0", allow_insecure_bind=True))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400"])
+def test_a_non_finite_duration_in_the_file_is_refused(tmp_path: Path, value: str) -> None:
+    config = write(tmp_path / "ws.toml", f"sweeper_interval = {value}\nrequest_timeout = 5\n")
+    with pytest.raises(ConfigError, match="SWEEPER_INTERVAL"):
+        load_settings(env={}, config_file=config)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"LEASE_DURATION": "1ms"}, "LEASE_DURATION"),
+        ({"SWEEPER_INTERVAL": "10ms"}, "SWEEPER_INTERVAL"),
+        ({"REQUEST_TIMEOUT": "31d"}, "REQUEST_TIMEOUT"),
+        ({"SHUTDOWN_TIMEOUT": "1000h"}, "SHUTDOWN_TIMEOUT"),
+    ],
+)
+def test_durations_outside_sane_bounds_are_refused(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env=env)

@@ -92,6 +92,9 @@ Schedule = Callable[[float, Callable[[], None]], None]
 
 
 class Dispatcher(pykka.ThreadingActor):
+    # Stopped explicitly at shutdown; a daemon thread cannot keep a failed start-up alive.
+    use_daemon_thread = True
+
     def __init__(
         self,
         *,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,8 +42,10 @@ from workstream.actors.events import (
 from workstream.actors.replies import Reply, answer
 from workstream.errors import (
     IdempotencyKeyReused,
+    IllegalTransition,
     NotFound,
     QueueFull,
+    ServiceBusy,
     StaleAttempt,
     StorageUnavailable,
     WorkStreamError,
@@ -52,6 +55,7 @@ from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.retry import RetryPolicy
 from workstream.jobs.spec import JobSpec
 from workstream.store.base import Store, Transaction
+from workstream.units import shorten
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class Create:
     limit: int | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    deadline: float | None = None  # time.monotonic() after which the caller stopped waiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +110,20 @@ class Outcome:
     result: Any = None
     error: str | None = None
     error_is_internal: bool = False  # set when the Registry itself failed to store an outcome
+    abandoned: bool = False  # timed out, and the handler's call may still be running
 
 
 @dataclass(frozen=True, slots=True)
 class Finish:
     outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnded:
+    """An abandoned (timed-out) handler call has finally returned: the job may be retried."""
+
+    job_id: str
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +197,26 @@ class _Batch:
     answers: list[tuple[Reply | None, Any, BaseException | None]] = field(default_factory=list)
 
 
+class WriteHealth:
+    """How the Registry's last commits went, for the health check (read from any thread)."""
+
+    FAILING_AFTER = 3  # consecutive failed commits before health says storage is failing
+
+    def __init__(self) -> None:
+        self.consecutive_failures = 0
+
+    @property
+    def failing(self) -> bool:
+        return self.consecutive_failures >= self.FAILING_AFTER
+
+
 # -- the actor ------------------------------------------------------------------------
 
 
 class Registry(pykka.ThreadingActor):
+    # Stopped explicitly at shutdown; a daemon thread cannot keep a failed start-up alive.
+    use_daemon_thread = True
+
     def __init__(
         self,
         *,
@@ -198,6 +228,8 @@ class Registry(pykka.ThreadingActor):
         retry_policy: RetryPolicy,
         lease_duration: float,
         default_max_retries: int,
+        write_health: WriteHealth | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self._store = store
@@ -211,7 +243,9 @@ class Registry(pykka.ThreadingActor):
         self._buffer: list[Any] = []
         self._unsaved: list[Finish] = []  # outcomes whose batch failed to commit
         self._running: dict[str, int] = {}  # job id -> attempt, claimed by this process
-        self.commits = 0
+        self._abandoned: dict[str, int] = {}  # job id -> attempt whose timed-out call runs on
+        self._write_health = write_health or WriteHealth()
+        self._monotonic = monotonic
 
     # Every message is buffered; the flush runs them in one transaction.
     def on_receive(self, message: Any) -> Any:
@@ -228,38 +262,44 @@ class Registry(pykka.ThreadingActor):
         return dict(self._running)
 
     def _flush(self) -> None:
-        commands, self._buffer = self._unsaved + self._buffer, []
-        self._unsaved = []
+        unsaved, self._unsaved = self._unsaved, []
+        commands, self._buffer = self._buffer, []
+        if unsaved:
+            # Outcomes kept from a failed batch go first and alone: if they fail again,
+            # the requests that arrived since are not held hostage.
+            self._commit(unsaved)
         if commands:
             self._commit(commands)
 
     def _commit(self, commands: list[Any], isolate: bool = True) -> None:
         batch = _Batch(now=self._clock())
         running_before = dict(self._running)
+        abandoned_before = dict(self._abandoned)
         try:
             with self._store.transaction() as tx:
                 for command in commands:
                     self._apply(command, tx, batch)
         except StorageUnavailable as exc:
-            # The store could not write now (locked, full, gone): refuse the requests, keep
+            # The store cannot write now (locked, full, gone): refuse the requests, keep
             # the outcomes for a later batch.
-            self._running = running_before
+            self._running, self._abandoned = running_before, abandoned_before
+            self._write_health.consecutive_failures += 1
             self._unsaved += [c for c in commands if isinstance(c, Finish)]
             for command in commands:
                 if not isinstance(command, Finish | RenewLeases):
                     answer(getattr(command, "reply", None), error=exc)
             return
         except Exception as exc:
-            # A bug or a value the store cannot take. Find the command that breaks the batch
+            # A bug, or a value the store refuses. Find the command that breaks the batch
             # so that it alone fails: one poison command must not jam every later batch.
-            self._running = running_before
+            self._running, self._abandoned = running_before, abandoned_before
             if isolate and len(commands) > 1:
                 for command in commands:
                     self._commit([command], isolate=False)
                 return
             self._refuse_broken(commands, exc)
             return
-        self.commits += 1
+        self._write_health.consecutive_failures = 0
         for reply, value, error in batch.answers:
             answer(reply, value, error)
         self._events.publish(batch.events)
@@ -305,6 +345,10 @@ class Registry(pykka.ThreadingActor):
     # -- command handlers (inside the batch's transaction) ------------------------------
 
     def _create(self, command: Create, tx: Transaction, batch: _Batch) -> Created:
+        if command.deadline is not None and self._monotonic() > command.deadline:
+            # Nobody waits for the answer any more (the client got a 503): storing the job
+            # now would make that 503 a lie.
+            raise ServiceBusy("the request waited too long; nothing was stored")
         now = batch.now
         key = command.idempotency_key
         if key is not None:
@@ -367,6 +411,8 @@ class Registry(pykka.ThreadingActor):
         outcome = command.outcome
         if self._running.get(outcome.job_id) == outcome.attempt:
             del self._running[outcome.job_id]
+        if outcome.abandoned:
+            self._abandoned[outcome.job_id] = outcome.attempt
         job = tx.get(outcome.job_id)
         if job is None:
             log.error("finished job %s is not in the store", outcome.job_id)
@@ -426,7 +472,7 @@ class Registry(pykka.ThreadingActor):
     def _load(self, tx: Transaction, job_id: str) -> Job:
         job = tx.get(job_id)
         if job is None:
-            raise NotFound(f"no job with id {job_id}")
+            raise NotFound(f"no job with id {shorten(job_id)}")
         return job
 
     def _cancel(self, command: Cancel, tx: Transaction, batch: _Batch) -> Job:
@@ -438,6 +484,11 @@ class Registry(pykka.ThreadingActor):
 
     def _retry(self, command: Retry, tx: Transaction, batch: _Batch) -> Job:
         job = self._load(tx, command.job_id)
+        if job.id in self._abandoned:
+            raise IllegalTransition(
+                "cannot retry the job yet: its last attempt timed out and its handler is "
+                "still running"
+            )
         again = states.retry(job, now=batch.now)
         self._write(tx, again, job)
         batch.events.append(
@@ -455,6 +506,8 @@ class Registry(pykka.ThreadingActor):
         requeued = 0
         due = tx.due_retries(now, command.limit)
         for job in due:
+            if job.id in self._abandoned:
+                continue  # its timed-out call still runs here: no second run beside it
             again = states.requeue(job, now=now)
             if tx.update(again, job):
                 requeued += 1
@@ -468,9 +521,16 @@ class Registry(pykka.ThreadingActor):
                 continue  # still running here; renewal is due and will extend it
             reason = f"attempt {job.attempts} was interrupted: its lease expired"
             recovered += self._recover_one(tx, batch, job, reason, "lease_expired")
-        return Swept(
-            requeued, recovered, more=len(due) >= command.limit or len(expired) >= command.limit
+        # Sweep again at once only if a full batch made progress (skipped jobs would
+        # otherwise bring the same full batch back for ever).
+        more = (len(due) >= command.limit and requeued > 0) or (
+            len(expired) >= command.limit and recovered > 0
         )
+        return Swept(requeued, recovered, more)
+
+    def _attempt_ended(self, command: AttemptEnded, tx: Transaction, batch: _Batch) -> None:
+        if self._abandoned.get(command.job_id) == command.attempt:
+            del self._abandoned[command.job_id]
 
     def _recover_one(self, tx: Transaction, batch: _Batch, job: Job, reason: str, why: str) -> int:
         back = states.recover(job, now=batch.now, reason=reason)
@@ -531,4 +591,5 @@ class Registry(pykka.ThreadingActor):
         Recover: _recover,
         Release: _release,
         Barrier: _barrier,
+        AttemptEnded: _attempt_ended,
     }

@@ -30,6 +30,9 @@ class _SweepDone:
 
 
 class Sweeper(pykka.ThreadingActor):
+    # Stopped explicitly at shutdown; a daemon thread cannot keep a failed start-up alive.
+    use_daemon_thread = True
+
     def __init__(self, *, registry: pykka.ActorRef[Any], batch: int = 1000) -> None:
         super().__init__()
         self._registry = registry

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pykka
+
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +36,11 @@ class Ticker:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Started and still running (a dead ticker means no sweeps, renewals, alarms)."""
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:
@@ -75,5 +82,9 @@ class Ticker:
                     heapq.heappush(self._heap, (nxt, next(self._order), interval, fn))
             try:
                 fn()
+            except pykka.ActorDeadError:
+                pass  # shutting down: the actor it ticks has stopped
             except Exception:
-                log.debug("ticker callback failed", exc_info=True)
+                log.warning(
+                    "ticker callback failed", exc_info=True, extra={"event": "ticker_error"}
+                )

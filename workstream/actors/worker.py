@@ -2,43 +2,71 @@
 
 Nothing a handler does may stop the actor: every exception, `SystemExit` and
 `KeyboardInterrupt` included, becomes a failed attempt (pykka stops *every* actor when a
-BaseException escapes a message). A handler with a `timeout` runs on a thread of its own;
-when the timeout passes, the attempt fails as timed out and this Worker is free for the
-next job while the abandoned thread finishes (or not) on its own.
+BaseException escapes a message).
+
+A handler with a `timeout` runs on a thread of its own. When the timeout passes, the
+attempt fails as timed out and this Worker takes the next job. Python cannot stop a
+thread, so the abandoned call may go on: the outcome says so (`abandoned`), the Registry
+keeps the job from being retried while it runs, and when the call finally returns the
+Worker tells the Registry (`AttemptEnded`), after which the job's retry may proceed.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
 from workstream.actors.dispatcher import Run, WorkerIdle
 from workstream.actors.events import JOB_STARTED, EventBus, JobEvent
-from workstream.actors.registry import Finish, Outcome
+from workstream.actors.registry import AttemptEnded, Finish, Outcome
 from workstream.handlers import Handler, HandlerTable
 from workstream.jobs.model import Job, JobContext
+from workstream.units import json_problem
 
 log = logging.getLogger(__name__)
 
+MAX_RESULT_BYTES = 1_048_576  # a result is stored and served like a request body
+
 
 def describe_exception(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """`Type: message`, and never an exception of its own (a broken `__str__`)."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<the exception's message could not be read>"
+    return f"{name}: {text}" if text else name
+
+
+@dataclass(frozen=True, slots=True)
+class _LateEnd:
+    """From an abandoned attempt's thread, through this Worker's inbox to the Registry, so
+    that it arrives after the attempt's Finish."""
+
+    job_id: str
+    attempt: int
 
 
 class _Attempt:
     """One handler call on its own thread, for handlers with a timeout."""
 
-    def __init__(self, handler: Handler, payload: Any, context: JobContext) -> None:
-        self.done = threading.Event()
+    def __init__(
+        self, handler: Handler, payload: Any, context: JobContext, on_late_end: Callable[[], None]
+    ) -> None:
+        self.ok = False
         self.result: Any = None
         self.error: str | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._on_late_end = on_late_end
         self._thread = threading.Thread(
             target=self._run,
             args=(handler, payload, context),
@@ -49,13 +77,28 @@ class _Attempt:
     def start(self) -> None:
         self._thread.start()
 
+    def wait(self, timeout: float) -> bool:
+        """True if the call ended in time; False if it is now abandoned."""
+        if self._done.wait(timeout):
+            return True
+        with self._lock:
+            if self._done.is_set():
+                return True  # it ended just now: use its outcome
+            self._abandoned = True
+            return False
+
     def _run(self, handler: Handler, payload: Any, context: JobContext) -> None:
         try:
             self.result = handler.fn(payload, context)
+            self.ok = True
         except BaseException as exc:
             self.error = describe_exception(exc)
         finally:
-            self.done.set()
+            with self._lock:
+                self._done.set()
+                abandoned = self._abandoned
+            if abandoned:
+                self._on_late_end()
 
 
 class Worker(pykka.ThreadingActor):
@@ -89,28 +132,35 @@ class Worker(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Run):
+            job = message.job
             try:
-                outcome = self.run(message.job)
+                outcome = self.run(job)
             except Exception as exc:  # a bug here must not lose the job or the worker
                 log.exception("worker failed around a handler", extra={"event": "worker_error"})
-                job = message.job
-                outcome = Outcome(
-                    job.id,
-                    job.attempts,
-                    self._owner,
-                    self.name,
-                    0.0,
-                    error=f"internal error: {describe_exception(exc)}",
-                )
+                error = f"internal error: {describe_exception(exc)}"
+                outcome = Outcome(job.id, job.attempts, self._owner, self.name, 0.0, error=error)
             self._registry.tell(Finish(outcome))
             self._dispatcher.tell(WorkerIdle(self.actor_ref))
-            return None
-        log.warning("worker ignored unknown message %r", type(message).__name__)
+        elif isinstance(message, _LateEnd):
+            log.info(
+                "an abandoned handler call ended",
+                extra={
+                    "event": "abandoned_attempt_ended",
+                    "job_id": message.job_id,
+                    "attempt": message.attempt,
+                    "worker": self.name,
+                },
+            )
+            self._registry.tell(AttemptEnded(message.job_id, message.attempt))
+        else:
+            log.warning("worker ignored unknown message %r", type(message).__name__)
         return None
 
     def run(self, job: Job) -> Outcome:
         """Run one attempt of `job` and describe how it went."""
         due = job.run_at if job.run_at is not None else job.created_at
+        now = self._clock()
+        started_at = job.started_at or now
         self._events.publish(
             [
                 JobEvent(
@@ -118,16 +168,18 @@ class Worker(pykka.ThreadingActor):
                     job.id,
                     job.type,
                     job.attempts,
-                    self._clock(),
+                    now,
                     worker=self.name,
-                    queue_wait=max(0.0, (job.started_at or self._clock()) - due),
+                    queue_wait=max(0.0, started_at - due),
                 )
             ]
         )
         started = self._monotonic()
-        result, error = self._call(job)
+        result, error, abandoned = self._call(job)
         if error is None:
-            error = _check_json(result)
+            problem = json_problem(result, max_bytes=MAX_RESULT_BYTES)
+            if problem is not None:
+                error = f"the handler's result cannot be stored: {problem}"
         return Outcome(
             job_id=job.id,
             attempt=job.attempts,
@@ -136,44 +188,43 @@ class Worker(pykka.ThreadingActor):
             duration=self._monotonic() - started,
             result=None if error is not None else result,
             error=error,
+            abandoned=abandoned,
         )
 
-    def _call(self, job: Job) -> tuple[Any, str | None]:
+    def _call(self, job: Job) -> tuple[Any, str | None, bool]:
+        """(result, error, abandoned) of one handler call."""
         handler = self._handlers.get(job.type)
         if handler is None:
-            return None, f"no handler is registered for type {job.type!r}"
+            return None, f"no handler is registered for type {job.type!r}", False
         context = JobContext.of(job)
         if handler.timeout is None:
             try:
-                return handler.fn(job.payload, context), None
+                return handler.fn(job.payload, context), None, False
             except BaseException as exc:
-                return None, describe_exception(exc)
-        attempt = _Attempt(handler, job.payload, context)
+                return None, describe_exception(exc), False
+        attempt = _Attempt(handler, job.payload, context, self._late_end_notice(job))
         attempt.start()
-        if not attempt.done.wait(handler.timeout):
-            log.warning(
-                "handler timed out; its thread is abandoned",
-                extra={
-                    "event": "handler_timeout",
-                    "job_id": job.id,
-                    "type": job.type,
-                    "attempt": job.attempts,
-                    "worker": self.name,
-                },
-            )
-            return (
-                None,
-                f"TimeoutError: the handler ran longer than its timeout of {handler.timeout:g}s",
-            )
-        return attempt.result, attempt.error
+        if attempt.wait(handler.timeout):
+            return attempt.result, (None if attempt.ok else attempt.error or "failed"), False
+        log.warning(
+            "handler timed out; its call is abandoned and may still be running",
+            extra={
+                "event": "handler_timeout",
+                "job_id": job.id,
+                "type": job.type,
+                "attempt": job.attempts,
+                "worker": self.name,
+            },
+        )
+        timeout = f"{handler.timeout:g}s"
+        return None, f"TimeoutError: the handler ran longer than its timeout of {timeout}", True
 
+    def _late_end_notice(self, job: Job) -> Callable[[], None]:
+        ref, message = self.actor_ref, _LateEnd(job.id, job.attempts)
 
-def _check_json(result: Any) -> str | None:
-    """A result must be storable and servable: JSON without NaN, valid Unicode text."""
-    try:
-        json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return "the handler's result is not JSON: it has text that is not valid Unicode"
-    except (TypeError, ValueError, RecursionError) as exc:
-        return f"the handler's result is not JSON: {describe_exception(exc)}"
-    return None
+        def notify() -> None:
+            # Shutting down (the actor is gone): the process ends, and the thread with it.
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(message)
+
+        return notify

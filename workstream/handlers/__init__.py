@@ -14,6 +14,7 @@ has imported the modules named in `JOB_HANDLERS`.
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import Any
 
 from workstream.errors import ConfigError, InvalidPayload, UnknownJobType
 from workstream.jobs.model import JobContext
+
+log = logging.getLogger(__name__)
 
 HandlerFn = Callable[[Any, JobContext], Any]
 Validator = Callable[[Any], None]
@@ -72,12 +75,6 @@ class HandlerTable:
     def types(self) -> list[str]:
         return sorted(self._handlers)
 
-    def copy(self) -> HandlerTable:
-        return HandlerTable(self._handlers.values())
-
-    def __contains__(self, job_type: object) -> bool:
-        return job_type in self._handlers
-
     def check_submission(self, job_type: str, payload: Any, index: int | None = None) -> None:
         """Refuse, at submission, a job that could never run: unknown type or a payload its
         handler's validator rejects."""
@@ -91,6 +88,18 @@ class HandlerTable:
                 item.validate(payload)
             except ValueError as exc:
                 raise InvalidPayload(f"{where}payload for {job_type!r}: {exc}") from None
+            except Exception as exc:  # a validator that trips over odd input (payload["x"])
+                log.warning(
+                    "validator for %r raised %s",
+                    job_type,
+                    type(exc).__name__,
+                    exc_info=True,
+                    extra={"event": "validator_error"},
+                )
+                raise InvalidPayload(
+                    f"{where}payload for {job_type!r} was refused by its validator "
+                    f"({type(exc).__name__})"
+                ) from None
 
 
 default_table = HandlerTable()

@@ -111,6 +111,8 @@ def parse_json(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidJson("the request body is not valid UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise InvalidJson("the request body starts with a byte order mark; send plain UTF-8")
     try:
         value = json.loads(
             text,

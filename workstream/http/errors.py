@@ -48,6 +48,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "invalid_state": 409,
     "idempotency_key_reused": 409,
+    "conflict": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "unknown_job_type": 422,

@@ -36,10 +36,16 @@ class JobService(Protocol):
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         batch: bool = False,
+        checked: bool = False,
     ) -> Submission:
         """Store the jobs, all or none. Raises UnknownJobType (422), InvalidPayload (400),
         QueueFull (429), IdempotencyKeyReused (409), ShuttingDown / StorageUnavailable /
-        ServiceBusy (503). With `batch`, errors about one job name its index: `jobs[3]: ...`."""
+        ServiceBusy (503). With `batch`, errors about one job name its index: `jobs[3]: ...`.
+        `checked` says the caller already passed every spec through `check_job`."""
+
+    def check_job(self, spec: JobSpec, index: int | None = None) -> None:
+        """Refuse a job that could never run (UnknownJobType 422, InvalidPayload 400,
+        InvalidRequest 400), before anything is stored."""
 
     def get(self, job_id: str) -> Job:
         """Raises NotFound."""

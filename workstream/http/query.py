@@ -27,6 +27,7 @@ MAX_LIMIT = 1000
 LIST_PARAMETERS = ("status", "type", "limit", "cursor")
 
 _CURSOR_PREFIX = "v1:"
+MAX_POSITION = 2**63 - 1  # a signed 64-bit integer, as SQLite and PostgreSQL store it
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CURSOR_POSITION = re.compile(r"0|[1-9][0-9]{0,18}")
 _LIMIT_TEXT = re.compile(r"[0-9]{1,10}")
@@ -112,6 +113,8 @@ def decode_cursor(cursor: str) -> int:
     position = text.removeprefix(_CURSOR_PREFIX)
     if position == text or not _CURSOR_POSITION.fullmatch(position):
         raise invalid
+    if int(position) > MAX_POSITION:
+        raise invalid  # past any store's integer range: never handed out
     return int(position)
 
 

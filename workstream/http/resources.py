@@ -74,8 +74,8 @@ class JobBatchResource:
             # Refused rather than ignored, so that nobody believes a retried batch is safe.
             raise InvalidRequest(f"{idempotency.HEADER} is supported on POST /jobs only")
         body = read_json_body(req, max_bytes=self._max_body_bytes)
-        specs = parse_batch(body, now=self._clock())
-        submission = self._service.submit(specs, batch=True)
+        specs = parse_batch(body, now=self._clock(), check=self._service.check_job)
+        submission = self._service.submit(specs, batch=True, checked=True)
         send_json(resp, [job.to_public() for job in submission.jobs], 201)
 
 

@@ -7,18 +7,21 @@ The only module that imports waitress. Two things are added to it:
   an unsupported transfer coding (501), or an app that failed to respond (500). Its
   bodies are text that names the library; `JsonErrorTask` gives them the API's error body
   and an `X-Request-Id`, and no `Server` header is sent at all.
-* **A bounded stop.** Waitress's loop runs until its socket map is empty, and an idle
-  keep-alive connection keeps it non-empty. `stop()` hands a closure to the loop thread
-  through waitress's trigger (the loop's wake-up pipe); inside the loop, so that no socket
-  is closed under a `poll()` running in another thread, it closes the listening sockets
-  and every connection. The loop then ends, the worker threads are shut down, and only
-  after that is the trigger itself closed: worker threads write to it when they finish a
-  request, and a write to a closed descriptor number could land in whatever file the
-  process opened next under that number.
+* **A draining, bounded stop.** Waitress's loop runs until its socket map is empty, and an
+  idle keep-alive connection keeps it non-empty. `stop()` hands a closure to the loop
+  thread through waitress's trigger (the loop's wake-up pipe); inside the loop, so that no
+  socket is closed under a `poll()` running in another thread, it closes the listening
+  sockets and every idle connection. Connections with a request in progress are left to
+  finish: their response carries `Connection: close` and the connection closes once it is
+  sent, so a client whose job was stored hears its 201. At the deadline whatever is left
+  is closed. The worker threads are then shut down, and only after that is the trigger
+  itself closed: worker threads write to it when they finish a request, and a write to a
+  closed descriptor number could land in whatever file the process opened next.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -28,7 +31,7 @@ from typing import Any
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, WSGITask
 
 from workstream.http.body import MAX_BODY_BYTES
 from workstream.http.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, error_body
@@ -82,8 +85,26 @@ def _describe_server_error(status: int, adjustments: Any) -> tuple[str, str]:
     return "invalid_request", "the HTTP request is malformed"
 
 
+class DrainingAwareTask(WSGITask):
+    """Once the server drains, every response closes its connection after it is sent."""
+
+    def build_response_header(self) -> bytes:
+        draining = getattr(self.channel.server, "workstream_draining", None)
+        if draining is not None and draining.is_set():
+            self.set_close_on_finish()
+        return super().build_response_header()
+
+
 class JsonErrorChannel(HTTPChannel):
     error_task_class = JsonErrorTask
+    task_class = DrainingAwareTask
+
+
+def _is_idle(channel: HTTPChannel) -> bool:
+    """No request being answered and nothing left to send (a half-received request counts
+    as idle: nobody has been promised anything)."""
+    with channel.requests_lock:
+        return not channel.requests and not channel.total_outbufs_len
 
 
 class HttpServer:
@@ -133,6 +154,8 @@ class HttpServer:
         self._loop_running = False
         self._connections_closed = threading.Event()
         self._loop_done = threading.Event()
+        self._draining = threading.Event()  # responses now close their connections
+        self._drain_begun = False  # (loop thread) listeners and idle connections closed
 
     @property
     def port(self) -> int:
@@ -154,6 +177,7 @@ class HttpServer:
         listeners = self._listeners()
         for listener in listeners:
             listener.channel_class = JsonErrorChannel
+            listener.workstream_draining = self._draining
         # Every listener's trigger wakes the same loop; one is enough to reach it.
         self._trigger = listeners[0].trigger
         self._port_bound = int(listeners[0].effective_port)
@@ -172,6 +196,10 @@ class HttpServer:
             # the triggers stay in the map (see `stop`), so it is never empty before that.
             while self._map and not self._connections_closed.is_set():
                 wasyncore.loop(timeout=LOOP_TIMEOUT_SECONDS, use_poll=True, map=self._map, count=1)
+                if self._drain_begun:
+                    self._close_idle_channels()  # those whose request has been answered
+                    if not self._channels():
+                        self._connections_closed.set()
         finally:
             self._loop_done.set()
 
@@ -181,24 +209,29 @@ class HttpServer:
         return thread
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """Stop listening, close every connection (idle keep-alives included) and stop the
-        worker threads. Returns False if that took longer than `timeout` seconds, e.g. a
-        request still running in a worker thread; worker threads are daemons, so they
-        cannot keep the process alive. Calling it again does nothing."""
+        """Stop listening and close idle connections at once; let requests in progress
+        finish and send their responses, up to `timeout` seconds; then close what is left
+        and stop the worker threads. Returns False if something was still running at the
+        deadline (worker threads are daemons: they cannot keep the process alive).
+        Calling it again does nothing."""
         deadline = time.monotonic() + timeout
         with self._lock:
             if self._server is None or self._stopped:
                 return True
             self._stopped = self._stop_requested = True
             loop_running = self._loop_running
+        self._draining.set()
+        drained = True
         if loop_running:
-            self._trigger.pull_trigger(self._close_connections)
-            loop_stopped = self._loop_done.wait(max(0.0, deadline - time.monotonic()))
-        else:
-            loop_stopped = True
+            self._trigger.pull_trigger(self._begin_drain)
+            drained = self._loop_done.wait(max(0.0, deadline - time.monotonic()))
+            if not drained:
+                self._trigger.pull_trigger(self._close_connections)
+                self._loop_done.wait(LOOP_TIMEOUT_SECONDS + 1)
+        loop_stopped = self._loop_done.is_set() or not loop_running
         if loop_stopped and not self._connections_closed.is_set():
-            # The loop never ran, or died before it could run the closure: no loop runs,
-            # so closing here is safe.
+            # The loop never ran, or died before it could close them: no loop runs, so
+            # closing here is safe.
             self._close_connections()
         if not loop_stopped:
             logger.warning("the HTTP loop did not stop in time", extra={"event": "http_stop"})
@@ -207,7 +240,25 @@ class HttpServer:
         workers_stopped = not dispatcher.threads
         if loop_stopped and workers_stopped:
             self._close_triggers()  # nothing can pull them any more
-        return loop_stopped and workers_stopped
+        return drained and loop_stopped and workers_stopped
+
+    def _begin_drain(self) -> None:
+        """(Loop thread.) Close the listening sockets and every idle connection; the loop
+        closes the busy ones as they become idle (see `serve`)."""
+        for listener in self._listeners():
+            with contextlib.suppress(OSError):
+                wasyncore.dispatcher.close(listener)
+        self._close_idle_channels()
+        self._drain_begun = True
+
+    def _close_idle_channels(self) -> None:
+        for channel in self._channels():
+            if _is_idle(channel):
+                with contextlib.suppress(OSError):
+                    channel.handle_close()
+
+    def _channels(self) -> list[HTTPChannel]:
+        return [item for item in self._map.values() if isinstance(item, HTTPChannel)]
 
     def _close_connections(self) -> None:
         """Close the listening sockets and every connection, but not the triggers."""

@@ -6,6 +6,7 @@ batch is refused as a whole before anything reaches the service (all or nothing)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from workstream.errors import InvalidRequest
@@ -21,8 +22,12 @@ def parse_single(body: Any, *, now: float) -> JobSpec:
     return parse_job_spec(body, now=now)
 
 
-def parse_batch(body: Any, *, now: float) -> list[JobSpec]:
-    """`{"jobs": [job, ...]}` with 1..MAX_BATCH_SIZE jobs. Errors name the first bad index."""
+def parse_batch(
+    body: Any, *, now: float, check: Callable[[JobSpec, int], None] | None = None
+) -> list[JobSpec]:
+    """`{"jobs": [job, ...]}` with 1..MAX_BATCH_SIZE jobs. Each job is parsed, then given to
+    `check` (the service's type and payload checks), in order: the error names the first
+    bad job, whatever is wrong with it."""
     if not isinstance(body, dict):
         raise InvalidRequest('the request body must be a JSON object: {"jobs": [...]}')
     unknown = sorted(set(body) - BATCH_FIELDS)
@@ -33,4 +38,10 @@ def parse_batch(body: Any, *, now: float) -> list[JobSpec]:
         raise InvalidRequest("'jobs' is required and must be an array of jobs")
     if not 1 <= len(items) <= MAX_BATCH_SIZE:
         raise InvalidRequest(f"'jobs' must hold 1 to {MAX_BATCH_SIZE} jobs, not {len(items)}")
-    return [parse_job_spec(item, now=now, index=index) for index, item in enumerate(items)]
+    specs = []
+    for index, item in enumerate(items):
+        spec = parse_job_spec(item, now=now, index=index)
+        if check is not None:
+            check(spec, index)
+        specs.append(spec)
+    return specs

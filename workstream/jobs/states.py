@@ -16,6 +16,7 @@ from typing import Any
 from workstream.errors import IllegalTransition, StaleAttempt
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.retry import RetryPolicy
+from workstream.units import valid_text
 
 PENDING = JobStatus.PENDING
 PROCESSING = JobStatus.PROCESSING
@@ -76,7 +77,7 @@ _CLIPPED = " ... (truncated)"
 def clip_error(message: str) -> str:
     """Bound an error message's length and make it storable: text that cannot be encoded
     as UTF-8 (lone surrogates, e.g. from undecodable file names) is replaced."""
-    message = message.encode("utf-8", "replace").decode("utf-8")
+    message = valid_text(message)
     if len(message) <= MAX_ERROR_LENGTH:
         return message
     return message[: MAX_ERROR_LENGTH - len(_CLIPPED)] + _CLIPPED
@@ -110,23 +111,26 @@ def complete(job: Job, *, attempt: int, owner: str, result: Any, now: float) -> 
     )
 
 
-def _fail_or_schedule(job: Job, *, error: str, now: float, policy: RetryPolicy) -> Job:
-    """The attempt has failed: schedule the next run if the budget allows, else fail for good."""
-    status = _move(job, Action.FAIL)
-    if job.runs_used < job.runs_allowed:
-        run_at: float | None = now + policy.delay(job.runs_used)
-        finished_at = None
-    else:
-        run_at, finished_at = None, now
+def _end_attempt(
+    job: Job, status: JobStatus, *, error: str, run_at: float | None, now: float
+) -> Job:
+    """The attempt is over and failed: record why, and when (if ever) the job runs next."""
     return job.replace(
         status=status,
         last_error=clip_error(error),
         run_at=run_at,
-        finished_at=finished_at,
+        finished_at=now if run_at is None and status is FAILED else None,
         updated_at=now,
         owner=None,
         lease_expires_at=None,
     )
+
+
+def _fail_or_schedule(job: Job, *, error: str, now: float, policy: RetryPolicy) -> Job:
+    """The attempt has failed: schedule the next run if the budget allows, else fail for good."""
+    status = _move(job, Action.FAIL)
+    run_at = now + policy.delay(job.runs_used) if job.runs_used < job.runs_allowed else None
+    return _end_attempt(job, status, error=error, run_at=run_at, now=now)
 
 
 def fail(job: Job, *, attempt: int, owner: str, error: str, now: float, policy: RetryPolicy) -> Job:
@@ -151,25 +155,8 @@ def release(job: Job, *, attempt: int, owner: str, now: float) -> Job:
 def recover(job: Job, *, now: float, reason: str) -> Job:
     """An attempt was interrupted (crash, lost lease). It counts: run again if runs are left."""
     if job.runs_used < job.runs_allowed:
-        status = _move(job, Action.RECOVER)
-        return job.replace(
-            status=status,
-            last_error=clip_error(reason),
-            run_at=now,
-            updated_at=now,
-            owner=None,
-            lease_expires_at=None,
-        )
-    status = _move(job, Action.FAIL)
-    return job.replace(
-        status=status,
-        last_error=clip_error(reason),
-        run_at=None,
-        finished_at=now,
-        updated_at=now,
-        owner=None,
-        lease_expires_at=None,
-    )
+        return _end_attempt(job, _move(job, Action.RECOVER), error=reason, run_at=now, now=now)
+    return _end_attempt(job, _move(job, Action.FAIL), error=reason, run_at=None, now=now)
 
 
 def requeue(job: Job, *, now: float) -> Job:

@@ -38,7 +38,9 @@ class Counts:
 class Transaction(Protocol):
     """One atomic unit of writes. Reads inside it see its own writes."""
 
-    def insert(self, job: Job) -> None: ...
+    def insert(self, job: Job) -> None:
+        """Raises Conflict if the id or the idempotency key is taken; the transaction
+        stays usable."""
 
     def get(self, job_id: str) -> Job | None:
         """The job, locked for the rest of the transaction where the store has row locks."""
@@ -89,8 +91,11 @@ class Store(Protocol):
         job_type: str | None = None,
         limit: int = 100,
         after: int | None = None,
+        max_bytes: int | None = None,
     ) -> JobPage:
-        """Jobs oldest first (by submission order), after the position `after`."""
+        """Jobs oldest first (by submission order), after the position `after`: at most
+        `limit`, and fewer once their payloads and results pass `max_bytes` (never fewer
+        than one), so that a page of large jobs stays a bounded response."""
 
     def counts(self, now: float) -> Counts: ...
 

@@ -7,11 +7,12 @@ failure for tests of the Registry's error paths.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from workstream.errors import StorageUnavailable
+from workstream.errors import Conflict, StorageUnavailable
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.base import Counts, JobPage
 
@@ -35,10 +36,10 @@ class MemoryTransaction:
 
     def insert(self, job: Job) -> None:
         if job.id in self._store._jobs or job.id in self.staged:
-            raise StorageUnavailable(f"duplicate job id {job.id}")
+            raise Conflict("a job with this id or idempotency key already exists")
         key = job.idempotency_key
         if key is not None and self.find_by_idempotency_key(key) is not None:
-            raise StorageUnavailable("duplicate idempotency key")
+            raise Conflict("a job with this id or idempotency key already exists")
         self.staged[job.id] = job
 
     def get(self, job_id: str) -> Job | None:
@@ -164,6 +165,7 @@ class MemoryStore:
         job_type: str | None = None,
         limit: int = 100,
         after: int | None = None,
+        max_bytes: int | None = None,
     ) -> JobPage:
         with self._lock:
             rows = sorted((seq, self._jobs[job_id]) for job_id, seq in self._seq.items())
@@ -174,8 +176,14 @@ class MemoryStore:
             and (status is None or job.status is status)
             and (job_type is None or job.type == job_type)
         ]
-        page = matching[:limit]
-        next_after = page[-1][0] if len(matching) > limit else None
+        page: list[tuple[int, Job]] = []
+        size = 0
+        for seq, job in matching[:limit]:
+            size += len(json.dumps(job.payload)) + len(json.dumps(job.result))
+            if page and max_bytes is not None and size > max_bytes:
+                break
+            page.append((seq, job))
+        next_after = page[-1][0] if len(matching) > len(page) else None
         return JobPage([job for _, job in page], next_after)
 
     def counts(self, now: float) -> Counts:

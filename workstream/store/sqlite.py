@@ -21,9 +21,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from workstream.errors import DatabaseInUse, StorageUnavailable
+from workstream.errors import Conflict, DatabaseInUse, StorageUnavailable
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.base import Counts, JobPage, chunked
+from workstream.units import valid_text
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,8 @@ def _dumps(value: Any) -> str:
 
 
 def _text(value: str | None) -> str | None:
-    """Text columns take valid Unicode only: replace what cannot be encoded."""
-    if value is None or value.isascii():
-        return value
-    return value.encode("utf-8", "replace").decode("utf-8")
+    """Text columns take valid Unicode only."""
+    return None if value is None else valid_text(value)
 
 
 def _row_to_job(row: tuple[Any, ...]) -> Job:
@@ -97,6 +96,12 @@ class SqliteTransaction:
         return [_row_to_job(row) for row in self._conn.execute(sql, params)]
 
     def insert(self, job: Job) -> None:
+        try:
+            self._insert(job)
+        except sqlite3.IntegrityError:
+            raise Conflict("a job with this id or idempotency key already exists") from None
+
+    def _insert(self, job: Job) -> None:
         self._conn.execute(
             f"INSERT INTO jobs ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
@@ -234,7 +239,8 @@ class SqliteStore:
             raise
 
     def _take_lock(self) -> None:
-        lock_path = Path(os.path.realpath(self.path)).with_name(self.path.name + ".lock")
+        # The real file's name: two paths to one file (a symlink) must meet at one lock.
+        lock_path = Path(os.path.realpath(self.path) + ".lock")
         handle = open(lock_path, "a+")  # noqa: SIM115 - held for the store's life
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -321,11 +327,14 @@ class SqliteStore:
             try:
                 yield SqliteTransaction(conn)
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except sqlite3.OperationalError as exc:
+                # Locked, busy, full, read-only, I/O: the database cannot write *now*.
                 self._rollback(conn)
                 log.warning("transaction failed: %s", exc, extra={"event": "storage_error"})
                 raise StorageUnavailable(_describe(exc)) from exc
             except BaseException:
+                # Anything else (a value SQLite refuses, a bug) is about this batch's
+                # content, not the database: it propagates as it is.
                 self._rollback(conn)
                 raise
 
@@ -369,6 +378,7 @@ class SqliteStore:
         job_type: str | None = None,
         limit: int = 100,
         after: int | None = None,
+        max_bytes: int | None = None,
     ) -> JobPage:
         where = ["seq > ?"]
         params: list[Any] = [after or 0]
@@ -378,12 +388,23 @@ class SqliteStore:
         if job_type is not None:
             where.append("type = ?")
             params.append(job_type)
-        rows = self._read(
-            f"SELECT seq, {COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
-            (*params, limit + 1),
-        )
-        page = rows[:limit]
-        next_after = page[-1][0] if len(rows) > limit else None
+        sql = f"SELECT seq, {COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        try:
+            cursor = self._reader().execute(sql, (*params, limit + 1))
+            page: list[tuple[Any, ...]] = []
+            size = 0
+            more = False
+            for row in cursor:
+                size += len(row[3]) + len(row[9] or "")  # payload and result JSON
+                if len(page) == limit or (page and max_bytes is not None and size > max_bytes):
+                    more = True
+                    break
+                page.append(row)
+            cursor.close()
+        except sqlite3.Error as exc:
+            log.warning("read failed: %s", exc, extra={"event": "storage_error"})
+            raise StorageUnavailable(_describe(exc)) from exc
+        next_after = page[-1][0] if more else None
         return JobPage([_row_to_job(row[1:]) for row in page], next_after)
 
     def counts(self, now: float) -> Counts:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,7 @@ from workstream.actors.events import (
     JobEvent,
 )
 from workstream.actors.registry import (
+    AttemptEnded,
     Barrier,
     Cancel,
     Claim,
@@ -44,12 +46,14 @@ from workstream.actors.registry import (
     Retry,
     Sweep,
     Swept,
+    WriteHealth,
 )
 from workstream.errors import (
     IdempotencyKeyReused,
     IllegalTransition,
     NotFound,
     QueueFull,
+    ServiceBusy,
     StorageUnavailable,
 )
 from workstream.jobs.model import JobStatus
@@ -454,3 +458,82 @@ def test_a_command_that_breaks_its_batch_fails_alone(clock: FakeClock) -> None:
     finally:
         store.gate.set()
         reg.ref.stop()
+
+
+def test_a_timed_out_attempt_still_running_is_not_retried_beside_itself(reg: Harness) -> None:
+    reg.create(JobSpec("echo"))
+    reg.claim()
+    reg.ref.tell(
+        Finish(Outcome("job-1", 1, OWNER, "worker-1", 5.0, error="TimeoutError", abandoned=True))
+    )
+    reg.barrier()
+    reg.clock.advance(60)  # the backoff is long over
+    assert reg.ask(lambda reply: Sweep(reply)).requeued == 0
+    with pytest.raises(IllegalTransition, match="still running"):
+        reg.ask(lambda reply: Retry("job-1", reply))
+    reg.ref.tell(AttemptEnded("job-1", 1))  # the abandoned call returned at last
+    assert reg.ask(lambda reply: Sweep(reply)).requeued == 1
+    assert reg.stored("job-1").status is JobStatus.PENDING
+
+
+def test_kept_outcomes_do_not_hold_new_requests_hostage(clock: FakeClock) -> None:
+    store = GatedStore()
+    reg = Harness(clock, store)
+    try:
+        reg.create(JobSpec("echo"))
+        reg.claim()
+        parked = hold_registry(reg, store)  # the Finish and the barrier form one batch
+        reg.ref.tell(Finish(Outcome("job-1", 1, OWNER, "worker-1", 0.01, "done")))
+        failed: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        reg.ref.tell(Barrier(failed))
+        store.fail_next_transaction()
+        store.gate.set()
+        parked.get(timeout=2)
+        with pytest.raises(StorageUnavailable):
+            failed.get(timeout=2)  # that batch failed; the outcome was kept
+        store.fail_next_transaction()  # the kept outcome fails again, in its own commit
+        assert reg.create(JobSpec("echo")).created  # ...and the new request gets through
+        assert reg.stored("job-1").status is JobStatus.PROCESSING
+        reg.barrier()
+        assert reg.stored("job-1").status is JobStatus.COMPLETED
+    finally:
+        store.gate.set()
+        reg.ref.stop()
+
+
+def test_a_create_whose_caller_gave_up_is_not_stored(reg: Harness) -> None:
+    with pytest.raises(ServiceBusy):
+        reg.create(JobSpec("echo"), deadline=0.0)  # monotonic time 0 is long past
+    assert reg.store.all_jobs() == []
+    assert reg.create(JobSpec("echo"), deadline=time.monotonic() + 60).created
+
+
+def test_repeated_commit_failures_show_in_write_health(clock: FakeClock) -> None:
+    health = WriteHealth()
+    store = MemoryStore()
+    ids = (f"job-{n}" for n in itertools.count(1))
+    ref = Registry.start(
+        store=store,
+        events=EventBus(),
+        owner=OWNER,
+        clock=clock,
+        new_id=lambda: next(ids),
+        retry_policy=RetryPolicy(),
+        lease_duration=LEASE,
+        default_max_retries=2,
+        write_health=health,
+    )
+    try:
+        store.fail_next_transaction(WriteHealth.FAILING_AFTER)
+        for _ in range(WriteHealth.FAILING_AFTER):
+            future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+            ref.tell(Create([JobSpec("echo")], future))
+            with pytest.raises(StorageUnavailable):
+                future.get(timeout=2)
+        assert health.failing
+        future = pykka.ThreadingFuture()
+        ref.tell(Create([JobSpec("echo")], future))
+        future.get(timeout=2)
+        assert not health.failing
+    finally:
+        ref.stop()

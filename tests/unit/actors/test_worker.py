@@ -15,7 +15,7 @@ import pytest
 from tests.support import Recorder, make_job, messages
 from workstream.actors.dispatcher import Run, WorkerIdle
 from workstream.actors.events import JOB_STARTED, EventBus, JobEvent
-from workstream.actors.registry import Finish, Outcome
+from workstream.actors.registry import AttemptEnded, Finish, Outcome
 from workstream.actors.worker import Worker
 from workstream.handlers import Handler, HandlerTable
 from workstream.jobs.model import JobStatus
@@ -28,6 +28,11 @@ def _raise(exc: BaseException) -> Any:
         raise exc
 
     return fn
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("cannot describe myself")
 
 
 def _hang(payload: Any, job: Any) -> Any:
@@ -45,6 +50,10 @@ HANDLERS = HandlerTable(
         Handler("nan", lambda payload, job: float("nan")),
         Handler("hangs", _hang, timeout=0.05),
         Handler("quick_with_timeout", lambda payload, job: "fast", timeout=5),
+        Handler("huge", lambda payload, job: "x" * 1_048_588),
+        Handler("surrogate", lambda payload, job: "caf\udce9"),
+        Handler("broken_str", _raise(Unprintable())),
+        Handler("broken_str_timed", _raise(Unprintable()), timeout=5),
     ]
 )
 
@@ -52,7 +61,8 @@ HANDLERS = HandlerTable(
 class Harness:
     def __init__(self, actors: list[Any]) -> None:
         self.idle: queue.Queue[WorkerIdle] = queue.Queue()
-        self.registry = Recorder.start()
+        self.ended: queue.Queue[AttemptEnded] = queue.Queue()
+        self.registry = Recorder.start(respond=self._on_registry_message)
         self.dispatcher = Recorder.start(respond=self._on_dispatcher_message)
         self.bus = EventBus()
         self.events: list[JobEvent] = []
@@ -67,6 +77,10 @@ class Harness:
         )
         actors.extend([self.registry, self.dispatcher, self.ref])
         self.idle.get(timeout=5)  # the WorkerIdle it sends when it starts
+
+    def _on_registry_message(self, message: Any) -> None:
+        if isinstance(message, AttemptEnded):
+            self.ended.put(message)
 
     def _on_dispatcher_message(self, message: Any) -> None:
         if isinstance(message, WorkerIdle):
@@ -121,8 +135,12 @@ def test_a_successful_handler_reports_its_result(worker: Harness) -> None:
         ("value_error", "ValueError: bad input"),
         ("system_exit", "SystemExit: 3"),
         ("keyboard", "KeyboardInterrupt"),
-        ("not_json", "the handler's result is not JSON"),
-        ("nan", "the handler's result is not JSON"),
+        ("not_json", "the handler's result cannot be stored: Object of type object"),
+        ("nan", "the handler's result cannot be stored: Out of range float"),
+        ("huge", "the handler's result cannot be stored: it is 1048590 bytes of JSON"),
+        ("surrogate", "the handler's result cannot be stored: it has text that is not valid"),
+        ("broken_str", "Unprintable: <the exception's message could not be read>"),
+        ("broken_str_timed", "Unprintable: <the exception's message could not be read>"),
         ("missing", "no handler is registered for type 'missing'"),
     ],
 )
@@ -143,9 +161,24 @@ def test_a_handler_past_its_timeout_fails_and_frees_the_worker(worker: Harness) 
         outcome = worker.run("hangs")
         assert outcome.error is not None
         assert outcome.error.startswith("TimeoutError: the handler ran longer than its timeout")
+        assert outcome.abandoned  # its call may still be running
         assert worker.run("quick_with_timeout").result == "fast"
     finally:
         release_hung.set()
+
+
+def test_an_abandoned_call_tells_the_registry_when_it_finally_ends(worker: Harness) -> None:
+    release_hung.clear()
+    try:
+        outcome = worker.run("hangs")
+    finally:
+        release_hung.set()
+    ended = worker.ended.get(timeout=5)
+    assert ended == AttemptEnded(outcome.job_id, outcome.attempt)
+    # The notice went through the Worker's inbox, so the Registry got it after the Finish.
+    seen = messages(worker.registry)
+    finish = next(i for i, m in enumerate(seen) if isinstance(m, Finish))
+    assert seen.index(ended) > finish
 
 
 def test_the_worker_runs_on_a_daemon_thread() -> None:

@@ -52,6 +52,7 @@ class FakeService:
         self.crash: BaseException | None = None
         self.health_details: dict[str, Any] = {"workers": 2}
         self.submitted: list[dict[str, Any]] = []
+        self.checked: list[tuple[JobSpec, int | None]] = []
         self.list_calls: list[dict[str, Any]] = []
         self._jobs: dict[str, Job] = {}
         self._order: list[str] = []
@@ -101,6 +102,7 @@ class FakeService:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         batch: bool = False,
+        checked: bool = False,
     ) -> Submission:
         self._check_available()
         if self.draining:
@@ -125,8 +127,12 @@ class FakeService:
                 self._keys[idempotency_key] = (request_hash, jobs[0].id)
             return Submission(jobs=jobs, created=True)
 
-    def _check_types(self, specs: list[JobSpec], batch: bool) -> None:
-        for index, spec in enumerate(specs):
+    def check_job(self, spec: JobSpec, index: int | None = None) -> None:
+        self.checked.append((spec, index))
+        self._check_types([spec], index is not None, first=index or 0)
+
+    def _check_types(self, specs: list[JobSpec], batch: bool, first: int = 0) -> None:
+        for index, spec in enumerate(specs, start=first):
             where = f"jobs[{index}]: " if batch else ""
             if spec.type not in self.known_types:
                 raise UnknownJobType(

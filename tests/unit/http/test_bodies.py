@@ -209,3 +209,12 @@ def test_the_structure_check_does_not_recurse():
 @pytest.mark.parametrize("raw", [b"0.5", b"-0.0", b"1e308", b"9" * 4300, b'"\\u00e9"'])
 def test_edge_values_that_are_valid_json_parse(raw):
     parse_json(raw)
+
+
+def test_a_byte_order_mark_is_refused_in_plain_words(client) -> None:
+    result = client.simulate_post(
+        "/jobs", body=b"\xef\xbb\xbf{}", headers={"Content-Type": "application/json"}
+    )
+    assert result.status_code == 400
+    assert "byte order mark" in result.json["error"]
+    assert "utf-8-sig" not in result.json["error"]

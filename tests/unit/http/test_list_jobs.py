@@ -150,3 +150,13 @@ def test_listing_while_storage_is_down_is_503(client, service):
     service.storage_down = True
 
     assert error_code(client.simulate_get("/jobs"), 503) == "storage_unavailable"
+
+
+def test_a_cursor_past_any_stored_position_is_refused_not_a_500(client) -> None:
+    import base64
+
+    for position in (2**63, 10**19 - 1):
+        cursor = base64.urlsafe_b64encode(f"v1:{position}".encode()).decode().rstrip("=")
+        result = client.simulate_get("/jobs", query_string=f"cursor={cursor}")
+        assert result.status_code == 400
+        assert result.json["code"] == "invalid_cursor"

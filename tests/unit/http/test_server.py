@@ -259,3 +259,47 @@ def test_the_port_is_known_once_started():
 
     assert port > 0 and server.port == port
     assert server.stop(timeout=TIMEOUT)
+
+
+def test_stop_lets_a_request_in_progress_send_its_answer():
+    """A client whose request was being answered at shutdown hears the answer (its job may
+    be stored: cutting the connection would leave it guessing)."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_app(environ, start_response):
+        entered.set()
+        assert release.wait(TIMEOUT)
+        start_response("201 Created", [("Content-Type", "application/json")])
+        return [b'{"stored": true}']
+
+    server, port = _start(slow_app)
+    thread = server.serve_in_thread()
+    busy, idle = _connect(port), _connect(port)
+    try:
+        idle.request("GET", "/")  # answered, then left open as an idle keep-alive
+        release.set()
+        idle.getresponse().read()
+        release.clear()
+        entered.clear()
+        busy.request("POST", "/jobs", body=b"{}", headers={"Content-Type": "application/json"})
+        assert entered.wait(TIMEOUT)
+        stopped: list[bool] = []
+        stopper = threading.Thread(target=lambda: stopped.append(server.stop(timeout=TIMEOUT)))
+        stopper.start()
+        # The idle connection is closed at once, while the busy one is still waiting.
+        idle.sock.settimeout(TIMEOUT)
+        assert idle.sock.recv(1) == b""
+        release.set()
+        response = busy.getresponse()
+        assert (response.status, response.read()) == (201, b'{"stored": true}')
+        assert response.getheader("Connection") == "close"
+        stopper.join(TIMEOUT)
+        assert stopped == [True]
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+    finally:
+        release.set()
+        busy.close()
+        idle.close()

@@ -270,3 +270,16 @@ def test_run_at_is_taken_as_given_and_rendered_in_utc(client):
 
     assert result.status_code == 201
     assert result.json["run_at"] == "2020-01-15T08:00:00.000000Z"
+
+
+def test_a_batch_error_names_the_first_bad_job_whatever_is_wrong_with_it(client) -> None:
+    body = {
+        "jobs": [{"type": "echo"}, {"type": "no_such_type"}, {"type": "echo", "max_retries": -1}]
+    }
+    result = client.simulate_post("/jobs/batch", json=body)
+    assert result.status_code == 422
+    assert result.json["error"].startswith("jobs[1]: ")
+    body = {"jobs": [{"type": "echo", "max_retries": -1}, {"type": "no_such_type"}]}
+    result = client.simulate_post("/jobs/batch", json=body)
+    assert result.status_code == 400
+    assert result.json["error"].startswith("jobs[0]: ")
