@@ -164,6 +164,20 @@ class ServerProcess:
             return err.code, err.headers, _decode(raw, err.headers)
 
 
+def run_workstream(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """`python -m workstream ARGS` to completion in `workdir` (a server's env by default)."""
+    return subprocess.run(
+        [sys.executable, "-m", "workstream", *args],
+        cwd=workdir,
+        env=env if env is not None else ServerProcess(workdir).env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def _decode(raw: bytes, headers: Any) -> Any:
     if "json" in (headers.get("Content-Type") or ""):
         return json.loads(raw)

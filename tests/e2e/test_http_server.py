@@ -6,12 +6,11 @@ import http.client
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.e2e.conftest import StartServer
-from tests.e2e.serverproc import ServerProcess
+from tests.e2e.serverproc import ServerProcess, run_workstream
 
 
 def test_sigterm_exits_promptly_with_a_keep_alive_connection_open(
@@ -62,29 +61,13 @@ def test_an_api_token_guards_every_route_but_health_and_is_never_logged(
 
 
 def test_a_public_bind_without_a_token_is_refused(workdir: Path) -> None:
-    env = {**ServerProcess(workdir).env, "HOST": "0.0.0.0"}
-    done = subprocess.run(
-        [sys.executable, "-m", "workstream", "serve"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = run_workstream(workdir, "serve", env={**ServerProcess(workdir).env, "HOST": "0.0.0.0"})
     assert done.returncode == 2
     assert "HOST = '0.0.0.0'" in done.stderr and "API_TOKEN" in done.stderr
 
 
 def cli(workdir: Path, server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**server.env, "WORKSTREAM_URL": server.url}
-    return subprocess.run(
-        [sys.executable, "-m", "workstream", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_workstream(workdir, *args, env={**server.env, "WORKSTREAM_URL": server.url})
 
 
 def test_the_cli_submits_waits_lists_and_shows(start_server: StartServer, workdir: Path) -> None:
@@ -117,24 +100,9 @@ def test_the_cli_says_when_the_server_is_unreachable(workdir: Path) -> None:
 def test_migrate_creates_the_schema_and_refuses_while_a_server_runs(
     start_server: StartServer, workdir: Path
 ) -> None:
-    env = ServerProcess(workdir).env
-    done = subprocess.run(
-        [sys.executable, "-m", "workstream", "migrate"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = run_workstream(workdir, "migrate")
     assert done.returncode == 0 and "up to date" in done.stdout
     assert (workdir / "data" / "workstream.db").is_file()
     start_server()
-    busy = subprocess.run(
-        [sys.executable, "-m", "workstream", "migrate"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    busy = run_workstream(workdir, "migrate")
     assert busy.returncode == 1 and "in use" in busy.stderr

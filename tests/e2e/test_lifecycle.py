@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import StartServer
-from tests.e2e.serverproc import REPO, ServerProcess, wait_until
+from tests.e2e.serverproc import REPO, ServerProcess, run_workstream, wait_until
 
 PROBES = {"JOB_HANDLERS": "tests.e2e.probe_handlers"}
 
@@ -185,14 +183,7 @@ def test_an_invalid_setting_exits_2_naming_it(workdir: Path) -> None:
         ({"SWEEPER_INTERVAL": "soon"}, "SWEEPER_INTERVAL = 'soon'"),
         ({"WORKER_COUNT": "0"}, "WORKER_COUNT = '0'"),
     ]:
-        done = subprocess.run(
-            [sys.executable, "-m", "workstream", "serve"],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={**ServerProcess(workdir).env, **env},
-        )
+        done = run_workstream(workdir, "serve", env={**ServerProcess(workdir).env, **env})
         assert done.returncode == 2
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and named in lines[0]
@@ -250,12 +241,6 @@ def test_metrics_parse_with_prometheus_and_match_what_happened(
 
 
 def test_python_m_workstream_is_the_cli() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "workstream", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = run_workstream(REPO, "--help")
     assert done.returncode == 0
     assert all(word in done.stdout for word in ("serve", "submit", "jobs", "migrate"))
