@@ -21,11 +21,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from workstream.actors.events import (
-    JOB_CREATED,
     JOB_FAILED,
     JOB_FENCED,
     JOB_REJECTED,
-    JOB_STARTED,
     JobEvent,
 )
 
@@ -49,8 +47,6 @@ def log_job_events(events: Sequence[JobEvent]) -> None:
 
 
 def _level(event: JobEvent) -> int:
-    if event.kind in (JOB_CREATED, JOB_STARTED):
-        return logging.DEBUG if event.kind == JOB_STARTED else logging.INFO
     if event.kind == JOB_FAILED:
         return logging.ERROR if event.final else logging.WARNING
     if event.kind == JOB_FENCED:
@@ -102,10 +98,9 @@ class TextFormatter(logging.Formatter):
 
 def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Send every log record (ours, waitress's, pykka's) to stderr in one format."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=False)
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+    writer = _LogWriter(records, formatter, stream or sys.stderr)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -117,8 +112,64 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
     # under overload that is thousands of lines a second saying one thing.
     logging.getLogger("waitress.queue").setLevel(max(logging.ERROR, root.level))
     _log_uncaught_exceptions()
-    listener.start()
-    atexit.register(listener.stop)
+    # The formats show none of these; gathering them costs the logging threads time.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # the documented way to skip the caller lookup (a stack walk)
+    writer.start()
+    atexit.register(writer.stop)
+
+
+class _LogWriter:
+    """Formats and writes log records on a thread of its own, every record waiting at that
+    moment in one write: the threads that log (the Registry, the Workers) only enqueue, and
+    a busy server makes one system call per batch of lines, not one per line."""
+
+    BATCH = 1000
+
+    def __init__(
+        self,
+        records: queue.SimpleQueue[logging.LogRecord | None],
+        formatter: logging.Formatter,
+        stream: TextIO,
+    ) -> None:
+        self._records = records
+        self._formatter = formatter
+        self._stream = stream
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._records.put(None)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._records.get()]
+            while len(batch) < self.BATCH:
+                try:
+                    batch.append(self._records.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            lines = [self._format(record) for record in batch if record is not None]
+            if lines:
+                try:
+                    self._stream.write("\n".join(lines) + "\n")
+                    self._stream.flush()
+                except (OSError, ValueError):
+                    pass  # stderr is gone (closed pipe): nothing else to tell it to
+            if stop:
+                return
+
+    def _format(self, record: logging.LogRecord) -> str:
+        try:
+            return self._formatter.format(record)
+        except Exception as exc:  # a record that cannot be formatted still leaves a trace
+            return json.dumps({"event": "log_format_error", "error": repr(exc)})
 
 
 def _log_uncaught_exceptions() -> None:
