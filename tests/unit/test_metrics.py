@@ -1,0 +1,95 @@
+"""Metrics on a fresh CollectorRegistry: counters follow events, gauges read the source."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from workstream.actors.dispatcher import DispatcherStatus
+from workstream.actors.events import (
+    JOB_COMPLETED,
+    JOB_CREATED,
+    JOB_FAILED,
+    JOB_FENCED,
+    JOB_REJECTED,
+    JOB_RETRIED,
+    JOB_STARTED,
+    JobEvent,
+)
+from workstream.metrics import Metrics
+from workstream.store.base import Counts
+
+
+class Source:
+    def count_jobs(self) -> Counts:
+        return Counts(ready=7, by_status={"pending": 9, "processing": 2, "completed": 40})
+
+    def dispatcher_status(self) -> DispatcherStatus:
+        return DispatcherStatus(workers=10, idle=8, busy=2, accepting=True, handing_out=True)
+
+
+def event(kind: str, job_type: str = "echo", **fields: object) -> JobEvent:
+    return JobEvent(kind, "j", job_type, 1, 0.0, **fields)  # type: ignore[arg-type]
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    _, body = metrics.exposition()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def test_counters_and_histograms_follow_the_events() -> None:
+    metrics = Metrics()
+    metrics.bind(Source())
+    metrics.on_events(
+        [
+            event(JOB_CREATED),
+            event(JOB_CREATED, "email_send"),
+            event(JOB_STARTED, queue_wait=0.02),
+            event(JOB_COMPLETED, duration_ms=3.0),
+            event(JOB_FAILED, "email_send", duration_ms=5.0, final=False),
+            event(JOB_RETRIED, "email_send"),
+            event(JOB_FAILED, "email_send", duration_ms=5.0, final=True),
+            event(JOB_REJECTED, count=3),
+            event(JOB_FENCED),
+        ]
+    )
+    got = samples(metrics)
+    assert got[("workstream_jobs_created_total", (("type", "echo"),))] == 1
+    assert got[("workstream_jobs_completed_total", (("type", "echo"),))] == 1
+    assert got[("workstream_jobs_failed_total", (("type", "email_send"),))] == 1
+    assert got[("workstream_job_attempts_failed_total", (("type", "email_send"),))] == 2
+    assert got[("workstream_jobs_retried_total", (("type", "email_send"),))] == 1
+    assert got[("workstream_jobs_rejected_total", (("type", "echo"),))] == 3
+    assert got[("workstream_late_outcomes_refused_total", ())] == 1
+    assert got[("workstream_job_queue_wait_seconds_count", (("type", "echo"),))] == 1
+    assert got[("workstream_job_run_seconds_count", (("type", "email_send"),))] == 2
+    snapshot = metrics.snapshot()
+    assert (
+        snapshot["total_jobs_created"],
+        snapshot["jobs_completed"],
+        snapshot["jobs_failed"],
+        snapshot["jobs_retried"],
+        snapshot["jobs_rejected"],
+    ) == (2, 1, 1, 1, 3)
+
+
+def test_gauges_read_the_store_and_the_dispatcher_at_scrape_time() -> None:
+    metrics = Metrics()
+    metrics.bind(Source())
+    got = samples(metrics)
+    assert got[("workstream_queue_size", ())] == 7
+    assert got[("workstream_jobs_in_progress", ())] == 2
+    assert got[("workstream_busy_workers", ())] == 2
+    assert got[("workstream_jobs", (("status", "completed"),))] == 40
+    assert got[("workstream_jobs", (("status", "failed"),))] == 0
+    snapshot = metrics.snapshot()
+    assert (snapshot["queue_size"], snapshot["jobs_in_progress"], snapshot["workers"]) == (7, 2, 10)
+
+
+def test_each_instance_has_its_own_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.on_events([event(JOB_CREATED)])
+    assert samples(second).get(("workstream_jobs_created_total", (("type", "echo"),))) is None
