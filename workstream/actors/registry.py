@@ -1,4 +1,4 @@
-"""The Registry: the only writer of job state.
+"""The Registry: the only writer of job state. Its messages are in `registry_messages`.
 
 Every change (create, claim, complete, fail, requeue, retry, cancel, recover, release)
 arrives here as a command, is checked against the transition table (`jobs.states`) and
@@ -9,9 +9,11 @@ transaction; only after the commit are replies resolved and events published. So
 accepted job is on disk before anyone hears that it was accepted.
 
 A command refused by the domain (unknown job, illegal transition, full queue) writes
-nothing and fails alone. A storage failure rolls back the whole batch: requests get
-`StorageUnavailable`; handler outcomes (`Finish`) are kept and written with a later batch,
-so a finished attempt is not forgotten while the disk is busy.
+nothing and fails alone. A storage failure (locked, full) rolls back the whole batch:
+requests get `StorageUnavailable`; handler outcomes (`Finish`) are kept and written later,
+in a commit of their own, so a finished attempt is not forgotten while the disk is busy.
+Any other failure (a bug, a value the database refuses) re-runs the batch one command at a
+time, so that the command that breaks it fails alone (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -39,6 +41,23 @@ from workstream.actors.events import (
     EventBus,
     JobEvent,
 )
+from workstream.actors.registry_messages import (
+    AttemptEnded,
+    Barrier,
+    Cancel,
+    Claim,
+    Claimed,
+    Create,
+    Created,
+    Finish,
+    Outcome,
+    Recover,
+    Release,
+    RenewLeases,
+    Retry,
+    Sweep,
+    Swept,
+)
 from workstream.actors.replies import Reply, answer
 from workstream.errors import (
     IdempotencyKeyReused,
@@ -53,134 +72,30 @@ from workstream.errors import (
 from workstream.jobs import states
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.retry import RetryPolicy
-from workstream.jobs.spec import JobSpec
 from workstream.store.base import Store, Transaction
 from workstream.units import shorten
 
+__all__ = [
+    "AttemptEnded",
+    "Barrier",
+    "Cancel",
+    "Claim",
+    "Claimed",
+    "Create",
+    "Created",
+    "Finish",
+    "Outcome",
+    "Recover",
+    "Registry",
+    "Release",
+    "RenewLeases",
+    "Retry",
+    "Sweep",
+    "Swept",
+    "WriteHealth",
+]
+
 log = logging.getLogger(__name__)
-
-SWEEP_BATCH = 1000
-
-
-# -- commands -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Create:
-    """Store `specs` as new jobs, all or none. `limit` is the capacity: the most jobs that
-    may be pending and due once these are added (None: no limit)."""
-
-    specs: list[JobSpec]
-    reply: Reply
-    limit: int | None = None
-    idempotency_key: str | None = None
-    request_hash: str | None = None
-    deadline: float | None = None  # time.monotonic() after which the caller stopped waiting
-
-
-@dataclass(frozen=True, slots=True)
-class Created:
-    jobs: list[Job]
-    created: bool  # False: an idempotent repeat, `jobs` is what the first request stored
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """Mark up to `limit` due jobs `processing` for this process and hand them back."""
-
-    limit: int
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    jobs: list[Job]
-    next_run_at: float | None  # when the earliest not-yet-due pending job becomes due
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a Worker reports about one attempt. `error` None means success."""
-
-    job_id: str
-    attempt: int
-    owner: str
-    worker: str
-    duration: float
-    result: Any = None
-    error: str | None = None
-    error_is_internal: bool = False  # set when the Registry itself failed to store an outcome
-    abandoned: bool = False  # timed out, and the handler's call may still be running
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    outcome: Outcome
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptEnded:
-    """An abandoned (timed-out) handler call has finally returned: the job may be retried."""
-
-    job_id: str
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    job_id: str
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    job_id: str
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
-class Sweep:
-    """Requeue failed jobs whose backoff is over and recover jobs whose lease expired."""
-
-    reply: Reply | None = None
-    limit: int = SWEEP_BATCH
-
-
-@dataclass(frozen=True, slots=True)
-class Swept:
-    requeued: int
-    recovered: int
-    more: bool  # the batch limit was reached: sweep again
-
-
-@dataclass(frozen=True, slots=True)
-class RenewLeases:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Recover:
-    """Start-up: every job left `processing` (by `owner`, or by anyone when None) was
-    interrupted; its attempt counts."""
-
-    reply: Reply
-    owner: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    """Graceful shutdown: give back this process's running jobs (all of them, or `job_ids`)
-    without counting the attempt. Answers how many were returned to pending."""
-
-    reply: Reply | None = None
-    job_ids: list[str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Barrier:
-    """Answers once everything sent before it is committed."""
-
-    reply: Reply
 
 
 class _Flush:
