@@ -62,13 +62,9 @@ class Alarm:
 
 
 @dataclass(frozen=True, slots=True)
-class StopAdmission:
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
 class StopHandout:
-    """Stop giving out jobs. `all_idle` is set once no Worker is running a job."""
+    """Shutdown: stop taking and giving out jobs. `all_idle` is set once no Worker runs
+    a job."""
 
     reply: Reply
     all_idle: threading.Event
@@ -210,10 +206,6 @@ class Dispatcher(pykka.ThreadingActor):
 
         self._registry.tell(Claim(asked, Callback(claimed)))
 
-    def _stop_admission(self, message: StopAdmission) -> None:
-        self._accepting = False
-        answer(message.reply, None)
-
     def _stop_handout(self, message: StopHandout) -> None:
         self._accepting = False
         self._handing_out = False
@@ -240,7 +232,6 @@ class Dispatcher(pykka.ThreadingActor):
         JobEvents: _job_events,
         _ClaimDone: _claim_done,
         Alarm: _alarm,
-        StopAdmission: _stop_admission,
         StopHandout: _stop_handout,
         Status: _status,
     }

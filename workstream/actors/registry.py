@@ -172,10 +172,6 @@ class Registry(pykka.ThreadingActor):
             self.actor_ref.tell(_FLUSH)
         return None
 
-    @property
-    def running(self) -> dict[str, int]:
-        return dict(self._running)
-
     def _flush(self) -> None:
         unsaved, self._unsaved = self._unsaved, []
         commands, self._buffer = self._buffer, []

@@ -17,7 +17,6 @@ from workstream.actors.dispatcher import (
     DispatcherStatus,
     Run,
     Status,
-    StopAdmission,
     StopHandout,
     Submit,
     WorkerIdle,
@@ -123,9 +122,9 @@ def test_submissions_go_to_the_registry_with_the_capacity_as_limit(disp: Harness
     assert create.reply is reply
 
 
-def test_after_admission_stops_submissions_are_refused(disp: Harness) -> None:
+def test_after_shutdown_begins_submissions_are_refused(disp: Harness) -> None:
     stopped: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-    disp.ref.tell(StopAdmission(stopped))
+    disp.ref.tell(StopHandout(stopped, threading.Event()))
     stopped.get(timeout=2)
     reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
     disp.ref.tell(Submit(Create([JobSpec("echo")], reply)))
