@@ -6,7 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint clean
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: serve test lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,17 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Benchmarks beside the peers (Dramatiq, Huey, Celery, RQ, procrastinate): writes docs/benchmarks.md.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks run
+
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks run --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check workstream tests
