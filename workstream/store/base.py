@@ -10,7 +10,7 @@ any thread and must not queue behind the writer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -74,6 +74,18 @@ class Transaction(Protocol):
 
 
 class Store(Protocol):
+    exclusive: bool
+    """True when one process owns the database while it runs (SQLite's lock file, the
+    in-memory fake): at start-up every job left `processing` was that process's, and is
+    recovered at once. False when several nodes share it (PostgreSQL): a node recovers
+    only jobs whose lease expired, whoever held them."""
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call `wake()` (from any thread, without blocking) whenever another process may
+        have made work due here: a job submitted, retried or released on another node.
+        Also called once after every (re)connection, to catch up on anything missed.
+        Stores used by one process only do nothing."""
+
     def open(self) -> None:
         """Take the database for this process (refusing if another holds it), create or
         upgrade the schema."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from workstream.errors import Conflict, StorageUnavailable
@@ -119,6 +119,8 @@ class MemoryTransaction:
 
 
 class MemoryStore:
+    exclusive = True  # one process at a time (see base.Store.exclusive)
+
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._seq: dict[str, int] = {}
@@ -131,6 +133,9 @@ class MemoryStore:
 
     def open(self) -> None:
         self.opened = True
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """No other process shares this store: nothing to watch."""
 
     def close(self) -> None:
         self.closed = True

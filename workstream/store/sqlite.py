@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -212,6 +212,8 @@ class SqliteTransaction:
 
 
 class SqliteStore:
+    exclusive = True  # one process at a time (see base.Store.exclusive)
+
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
@@ -297,6 +299,9 @@ class SqliteStore:
             log.info("migration applied", extra={"event": "migration_applied", "version": name})
             applied.append(version)
         return applied
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """No other process shares this store: nothing to watch."""
 
     def close(self) -> None:
         with self._readers_lock:
