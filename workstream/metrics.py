@@ -2,7 +2,9 @@
 
 Counters and histograms follow job events (a listener on the EventBus) and count since the
 process started. Gauges read the store (and the Dispatcher for busy workers) at scrape
-time, so they are true after a restart and across nodes sharing a database.
+time, so they are true after a restart and across nodes sharing a database. Every sample
+carries a `node` label (this process's node id): several nodes on one PostgreSQL database
+each export their own figures, and a sum over `node` gives the cluster's.
 prometheus-client is imported only here.
 """
 
@@ -89,9 +91,27 @@ class _StoreGauges(Collector):
         yield by_status
 
 
+class _NodeLabelled:
+    """The registry's metrics with `node="<id>"` added to every sample, so that no metric
+    definition or call site needs to repeat it."""
+
+    def __init__(self, registry: CollectorRegistry, node: str) -> None:
+        self._registry = registry
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            metric.samples = [
+                sample._replace(labels={"node": self._node, **sample.labels})
+                for sample in metric.samples
+            ]
+            yield metric
+
+
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, node: str = "") -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.node = node
         self._source: GaugeSource | None = None
         self._lock = threading.Lock()
         self._totals: Tally[str] = Tally()
@@ -224,6 +244,7 @@ class Metrics:
             totals = dict(self._totals)
         gauges = self.gauges()
         return {
+            "node": self.node,
             "total_jobs_created": totals.get("total_jobs_created", 0),
             "jobs_completed": totals.get("jobs_completed", 0),
             "jobs_failed": totals.get("jobs_failed", 0),
@@ -240,4 +261,4 @@ class Metrics:
         }
 
     def exposition(self) -> tuple[str, bytes]:
-        return CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        return CONTENT_TYPE_LATEST, generate_latest(_NodeLabelled(self.registry, self.node))  # type: ignore[arg-type]

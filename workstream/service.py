@@ -11,6 +11,7 @@ flush, stop the actors, close the store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -26,6 +27,7 @@ from typing import Any
 import pykka
 
 from workstream.actors.dispatcher import (
+    Alarm,
     Dispatcher,
     DispatcherStatus,
     Status,
@@ -49,6 +51,8 @@ from workstream.actors.registry import (
     Release,
     RenewLeases,
     Retry,
+    Sweep,
+    Swept,
     WriteHealth,
 )
 from workstream.actors.sweeper import Sweeper, Tick
@@ -113,7 +117,7 @@ class Engine:
         self.handlers = handlers
         self.events = EventBus()
         self.owner = owner or new_owner_id()
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(node=self.owner)
         self._clock = clock
         self._new_id = new_id
         self._policy = RetryPolicy(settings.retry_backoff, settings.retry_backoff_max, jitter)
@@ -160,7 +164,7 @@ class Engine:
             default_max_retries=settings.max_retries,
             write_health=self._write_health,
         )
-        self.recovered = self._ask(self._registry, lambda reply: Recover(reply=reply))
+        self.recovered = self._recover_at_start()
         log.info(
             "recovery finished",
             extra={"event": "recovery_finished", "recovered": self.recovered},
@@ -188,7 +192,36 @@ class Engine:
         sweeper, registry = self._sweeper, self._registry
         self._ticker.every(settings.sweeper_interval, lambda: sweeper.tell(Tick()))
         self._ticker.every(settings.lease_duration / 3, lambda: registry.tell(RenewLeases()))
+        if not self.store.exclusive:
+            # Other nodes add work too: a missed wake-up costs at most one sweep interval.
+            self._ticker.every(settings.sweeper_interval, self._wake_dispatcher)
         self._ticker.start()
+        self.store.watch(self._wake_dispatcher)
+
+    def _recover_at_start(self) -> int:
+        """Jobs a previous run left `processing` were interrupted; their attempts count.
+        A store this process owns alone holds only its own previous jobs: all of them go
+        back at once. A shared store (PostgreSQL) also holds jobs that live nodes are
+        running: only those whose lease expired go back, whoever held them; this node's
+        own previous jobs follow when their leases run out."""
+        assert self._registry is not None
+        if self.store.exclusive:
+            return self._ask(self._registry, lambda reply: Recover(reply=reply))
+        recovered = 0
+        while True:
+            swept: Swept = self._ask(self._registry, lambda reply: Sweep(reply=reply))
+            recovered += swept.recovered
+            if not swept.more:
+                return recovered
+
+    def _wake_dispatcher(self) -> None:
+        """Work may be due that this process did not make (another node's): look now.
+        Called from the store's listener thread and the ticker; never blocks."""
+        ref = self._dispatcher
+        if ref is None:
+            return
+        with contextlib.suppress(pykka.ActorDeadError):  # shutting down
+            ref.tell(Alarm())
 
     def begin_shutdown(self) -> None:
         """Stop taking jobs (submissions get ShuttingDown, 503) and starting them (pending

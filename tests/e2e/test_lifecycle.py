@@ -217,11 +217,15 @@ def test_metrics_parse_with_prometheus_and_match_what_happened(
     server.wait_for_log("job_failed", job_id=bad, final=True)
     status, headers, text = server.request("GET", "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    samples = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+    _, _, stats = server.request("GET", "/metrics", headers={"Accept": "application/json"})
+    node = stats["node"]
+    assert node.count(":") == 2  # host:pid:random, this process's owner id
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            assert labels.pop("node") == node, sample
+            samples[(sample.name, tuple(sorted(labels.items())))] = sample.value
     assert samples[("workstream_jobs_created_total", (("type", "echo"),))] == 5
     assert samples[("workstream_jobs_created_total", (("type", "probe"),))] == 1
     assert samples[("workstream_jobs_completed_total", (("type", "echo"),))] == 5
@@ -231,7 +235,6 @@ def test_metrics_parse_with_prometheus_and_match_what_happened(
     assert samples[("workstream_job_run_seconds_count", (("type", "echo"),))] == 5
     assert samples[("workstream_queue_size", ())] == 0
     assert samples[("workstream_jobs", (("status", "completed"),))] == 5
-    _, _, stats = server.request("GET", "/metrics", headers={"Accept": "application/json"})
     assert (
         stats["total_jobs_created"],
         stats["jobs_completed"],

@@ -32,12 +32,28 @@ def event(kind: str, job_type: str = "echo", **fields: object) -> JobEvent:
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample by name and labels, without the `node` label (checked to be there)."""
     _, body = metrics.exposition()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-    }
+    got = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            assert labels.pop("node") == metrics.node, sample
+            got[(sample.name, tuple(sorted(labels.items())))] = sample.value
+    return got
+
+
+def test_every_sample_is_labelled_with_the_node_id() -> None:
+    metrics = Metrics(node="host-a:123:abcd")
+    metrics.bind(Source())
+    metrics.on_events([event(JOB_CREATED), event(JOB_COMPLETED, duration_ms=2.0)])
+    _, body = metrics.exposition()
+    families = list(text_string_to_metric_families(body.decode()))
+    assert len(families) >= 10
+    for family in families:
+        for sample in family.samples:
+            assert sample.labels["node"] == "host-a:123:abcd", sample
+    assert metrics.snapshot()["node"] == "host-a:123:abcd"
 
 
 def test_counters_and_histograms_follow_the_events() -> None:
