@@ -4,9 +4,23 @@ The only module that imports waitress. Two things are added to it:
 
 * **JSON errors.** Waitress answers some requests itself, before the app sees them:
   headers over the limit (431), a body over the limit (413), a malformed request (400),
-  an unsupported transfer coding (501), or an app that failed to respond (500). Its
-  bodies are text that names the library; `JsonErrorTask` gives them the API's error body
-  and an `X-Request-Id`, and no `Server` header is sent at all.
+  an unsupported transfer coding (waitress: 501), or an app that failed to respond (500).
+  Its bodies are text that names the library; `JsonErrorTask` gives them the API's error
+  body and an `X-Request-Id`, and no `Server` header is sent at all. A transfer coding
+  other than `chunked` is answered 400, not 501: it is the client's mistake, and a 5xx
+  would page whoever watches the server's error rate for something a client did.
+* **Deadlines for reading a request.** Waitress only closes a connection that has been
+  silent for `channel_timeout`; a client that trickles one header byte at a time
+  (slowloris) keeps its connection, and a few hundred of them fill `connection_limit`,
+  after which nobody (a health check included) is served. Here the request headers must
+  be complete within `header_timeout` of their first byte; and while the open
+  connections are near the limit, a connection that has had no complete request for
+  `PRESSURE_GRACE_SECONDS` (a trickling or stalled request, an idle keep-alive) is closed
+  to make room. A client that sends its request at once is never affected.
+* **Body limit on the decoded body.** Waitress counts the bytes of chunked framing against
+  its body limit, so a body of exactly 1 MiB sent chunked would be refused. Waitress's
+  limit is set to twice the API's (a bound on memory still), and the application enforces
+  the exact limit on the decoded body (`workstream/http/body.py`), 413 past it.
 * **A draining, bounded stop.** Waitress's loop runs until its socket map is empty, and an
   idle keep-alive connection keeps it non-empty. `stop()` hands a closure to the loop
   thread through waitress's trigger (the loop's wake-up pipe); inside the loop, so that no
@@ -30,8 +44,10 @@ from typing import Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask, WSGITask
+from waitress.utilities import RequestEntityTooLarge
 
 from workstream.http.body import MAX_BODY_BYTES
 from workstream.http.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, error_body
@@ -42,6 +58,12 @@ logger = logging.getLogger("workstream.http")
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_BACKLOG = 2048
 LOOP_TIMEOUT_SECONDS = 1
+# Request headers must arrive within this long of their first byte.
+HEADER_TIMEOUT_SECONDS = 10.0
+# Near the connection limit, connections without a complete request for this long go.
+PRESSURE_GRACE_SECONDS = 1.0
+# "Near": this share of connection_limit open.
+PRESSURE_SHARE = 0.9
 
 
 class JsonErrorTask(ErrorTask):
@@ -49,20 +71,25 @@ class JsonErrorTask(ErrorTask):
 
     def execute(self) -> None:
         error = self.request.error
-        adjustments = self.channel.server.adj
-        code, message = _describe_server_error(error.code, adjustments)
+        server = self.channel.server
+        status, reason = error.code, error.reason
+        if status == 501:
+            # An unsupported transfer coding: the client's mistake (see the module doc).
+            status, reason = 400, "Bad Request"
+        max_body = getattr(self.channel, "max_body", server.adj.max_request_body_size - 1)
+        code, message = _describe_server_error(status, server.adj, max_body)
+        if error.code == 501:
+            code, message = "invalid_request", "the request's transfer coding is not supported"
         request_id = new_request_id()
-        if error.code >= 500:
-            # A 500 here means the app failed to answer (waitress logged the traceback);
-            # a 501 is only a client using a transfer coding nobody supports.
-            logger.log(
-                logging.ERROR if error.code == 500 else logging.WARNING,
+        if status >= 500:
+            # A 500 here means the app failed to answer (waitress logged the traceback).
+            logger.error(
                 "the HTTP server answered %d itself",
-                error.code,
+                status,
                 extra={"event": "http_error", "request_id": request_id},
             )
-        body = error_body(message, code, request_id if error.code >= 500 else None)
-        self.status = f"{error.code} {error.reason}"
+        body = error_body(message, code, request_id if status >= 500 else None)
+        self.status = f"{status} {reason}"
         self.response_headers.extend(
             [("Content-Type", "application/json"), (REQUEST_ID_HEADER, request_id)]
         )
@@ -71,15 +98,12 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
-def _describe_server_error(status: int, adjustments: Any) -> tuple[str, str]:
+def _describe_server_error(status: int, adjustments: Any, max_body: int) -> tuple[str, str]:
     if status == 413:
-        limit = adjustments.max_request_body_size - 1
-        return "payload_too_large", f"the request body is larger than {limit} bytes"
+        return "payload_too_large", f"the request body is larger than {max_body} bytes"
     if status == 431:
         limit = adjustments.max_request_header_size
         return "headers_too_large", f"the request headers are larger than {limit} bytes"
-    if status == 501:
-        return "not_implemented", "the request's transfer coding is not supported"
     if status >= 500:
         return INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE
     return "invalid_request", "the HTTP request is malformed"
@@ -96,8 +120,78 @@ class DrainingAwareTask(WSGITask):
 
 
 class JsonErrorChannel(HTTPChannel):
+    """Waitress's channel with JSON errors, and the time its current request began."""
+
     error_task_class = JsonErrorTask
     task_class = DrainingAwareTask
+    # The request being received (waitress's parser) and when its first byte came; both
+    # are only touched on the loop thread (`received` and the maintenance run there).
+    _tracked: Any = None
+    request_began: float | None = None
+    max_body: int  # set on each server's subclass (`_channel_class`)
+
+    def received(self, data: bytes) -> bool:
+        result = super().received(data)
+        current = self.request  # None once every byte received so far formed requests
+        if current is None:
+            self._tracked, self.request_began = None, None
+        elif current is not self._tracked:
+            self._tracked, self.request_began = current, time.time()
+        return result
+
+
+def _channel_class(max_body: int) -> type[JsonErrorChannel]:
+    """The channel class of one server: its parser refuses a declared Content-Length over
+    `max_body` as soon as the headers are in (waitress's own limit is twice that, for
+    chunked bodies; see the module doc)."""
+
+    class BoundedParser(HTTPRequestParser):
+        def received(self, data: bytes) -> int:
+            consumed = super().received(data)
+            if (
+                self.headers_finished
+                and not self.completed
+                and not self.chunked
+                and self.content_length > max_body
+            ):
+                self.error = RequestEntityTooLarge(f"exceeds max_body of {max_body}")
+                self.completed = True
+            return consumed
+
+    class Channel(JsonErrorChannel):
+        parser_class = BoundedParser
+
+    Channel.max_body = max_body
+    return Channel
+
+
+def _expired(channel: HTTPChannel, now: float, header_timeout: float, pressure: bool) -> bool:
+    """Whether a connection has overstayed (see the module doc); never one being served."""
+    if channel.requests or channel.total_outbufs_len:
+        return False  # a request is being answered or its response sent
+    partial = channel.request
+    began = getattr(channel, "request_began", None)
+    if partial is not None and began is not None:
+        if not partial.headers_finished and now - began > header_timeout:
+            return True
+        return pressure and now - began > PRESSURE_GRACE_SECONDS
+    return pressure and now - channel.last_activity > PRESSURE_GRACE_SECONDS
+
+
+def _install_deadlines(listener: BaseWSGIServer, header_timeout: float) -> None:
+    """Extend the listener's periodic maintenance (waitress closes idle connections
+    there) with the request deadlines."""
+    idle_maintenance = listener.maintenance
+    limit = listener.adj.connection_limit
+
+    def maintenance(now: float) -> None:
+        idle_maintenance(now)
+        pressure = len(listener._map) >= limit * PRESSURE_SHARE
+        for channel in list(listener.active_channels.values()):
+            if not channel.will_close and _expired(channel, now, header_timeout, pressure):
+                channel.will_close = True  # the loop closes it on its next pass
+
+    listener.maintenance = maintenance
 
 
 def _is_idle(channel: HTTPChannel) -> bool:
@@ -122,22 +216,25 @@ class HttpServer:
         channel_timeout: float,
         max_body_bytes: int = MAX_BODY_BYTES,
         backlog: int = DEFAULT_BACKLOG,
+        header_timeout: float = HEADER_TIMEOUT_SECONDS,
     ) -> None:
         self._app = app
         self._host = host
         self._port = port
+        self._max_body_bytes = max_body_bytes
+        self._header_timeout = header_timeout
         timeout = max(1, math.ceil(channel_timeout))  # waitress takes whole seconds
         self._adjustments = {
             "threads": threads,
             "connection_limit": connection_limit,
             "channel_timeout": timeout,
-            # How often idle connections are looked for: often enough that one is closed
-            # within about 1.5 x channel_timeout.
-            "cleanup_interval": max(1, min(30, timeout // 2)),
+            # How often connections are checked for the idle timeout and the request
+            # deadlines (a cheap pass over the open connections).
+            "cleanup_interval": 1,
             "max_request_header_size": MAX_HEADER_BYTES,
-            # Waitress refuses a body of exactly this size; + 1 lets a body of exactly
-            # max_body_bytes through, as the API promises.
-            "max_request_body_size": max_body_bytes + 1,
+            # Waitress counts chunk framing too, and refuses a body of exactly this size:
+            # twice the API's limit bounds memory, the app enforces the exact limit.
+            "max_request_body_size": 2 * max_body_bytes + 1,
             "backlog": backlog,
             "ident": "",  # no Server header: the library is nobody's business
             "expose_tracebacks": False,
@@ -175,9 +272,11 @@ class HttpServer:
             self._app, map=self._map, host=self._host, port=self._port, **self._adjustments
         )
         listeners = self._listeners()
+        channel_class = _channel_class(self._max_body_bytes)
         for listener in listeners:
-            listener.channel_class = JsonErrorChannel
+            listener.channel_class = channel_class
             listener.workstream_draining = self._draining
+            _install_deadlines(listener, self._header_timeout)
         # Every listener's trigger wakes the same loop; one is enough to reach it.
         self._trigger = listeners[0].trigger
         self._port_bound = int(listeners[0].effective_port)

@@ -148,19 +148,49 @@ def test_a_body_of_exactly_1_mib_is_served_and_one_byte_more_is_413(running):
     connection.close()
 
 
-def test_a_chunked_body_past_the_limit_gets_a_json_413(running):
-    # Waitress counts the chunk framing too: one chunk whose framing brings the total to
-    # exactly the server's limit (1 MiB + 1) is refused once its last byte is read.
-    data_size = ONE_MIB + 1 - len("fffff\r\n") - len("\r\n")
-    chunk = f"{data_size:x}\r\n".encode() + b" " * data_size + b"\r\n"
+def _chunked(body: bytes, chunk_size: int) -> bytes:
     head = (
         b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
     )
+    chunks = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
+    framed = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for chunk in chunks)
+    return head + framed + b"0\r\n\r\n"
 
-    response, body = _exchange(running.port, head + chunk)
+
+def _one_mib_submission(extra: int = 0) -> bytes:
+    head, tail = b'{"type": "echo", "payload": "', b'"}'
+    return head + b"x" * (ONE_MIB + extra - len(head) - len(tail)) + tail
+
+
+def test_a_chunked_body_of_exactly_1_mib_is_served_the_framing_does_not_count(running):
+    response, body = _exchange(running.port, _chunked(_one_mib_submission(), 4096))
+
+    assert response.status == 201, body
+
+
+def test_a_chunked_body_past_the_limit_gets_a_json_413(running):
+    response, body = _exchange(running.port, _chunked(_one_mib_submission(1), 4096))
 
     _assert_json_error(response, body, 413, "payload_too_large")
+
+
+def test_a_chunked_body_far_past_the_limit_is_refused_while_it_arrives(running):
+    # Twice the limit and more: the server stops reading (waitress's own bound).
+    response, body = _exchange(running.port, _chunked(b" " * (2 * ONE_MIB + 10), 65536))
+
+    _assert_json_error(response, body, 413, "payload_too_large")
+
+
+def test_an_unknown_transfer_coding_is_a_json_400_not_a_5xx(running):
+    raw = (
+        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+    )
+
+    response, body = _exchange(running.port, raw)
+
+    _assert_json_error(response, body, 400, "invalid_request")
 
 
 def test_a_malformed_request_gets_a_json_400(running):
@@ -191,6 +221,76 @@ def test_a_stalled_body_neither_blocks_others_nor_stays_open():
             assert stalled.recv(1) == b""  # closed by the server, not answered
             assert time.monotonic() - started < TIMEOUT
     finally:
+        assert server.stop(timeout=TIMEOUT)
+        thread.join(timeout=TIMEOUT)
+
+
+def _trickle_until_closed(sock: socket.socket, limit: float) -> float:
+    """Send one header byte every 0.2 s (never finishing the headers) until the server
+    closes the connection; returns how long that took."""
+    started = time.monotonic()
+    sock.sendall(b"GET /health HTTP/1.1\r\n")
+    sock.settimeout(0.2)
+    while time.monotonic() - started < limit:
+        try:
+            if sock.recv(1) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        try:
+            sock.sendall(b"X")
+        except OSError:  # reset: closed
+            return time.monotonic() - started
+    raise AssertionError(f"the trickling connection was still open after {limit}s")
+
+
+def test_headers_that_trickle_past_the_header_timeout_are_cut_off():
+    server = HttpServer(
+        create_app(FakeService()),
+        host="127.0.0.1",
+        port=0,
+        threads=2,
+        connection_limit=50,
+        channel_timeout=30,
+        header_timeout=1.0,
+    )
+    port = server.start()
+    thread = server.serve_in_thread()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as slow:
+            elapsed = _trickle_until_closed(slow, limit=10)
+        assert 1.0 <= elapsed < 4.0
+    finally:
+        assert server.stop(timeout=TIMEOUT)
+        thread.join(timeout=TIMEOUT)
+
+
+def test_near_the_connection_limit_stalled_connections_make_room_for_new_ones():
+    server = HttpServer(
+        create_app(FakeService()),
+        host="127.0.0.1",
+        port=0,
+        threads=2,
+        connection_limit=10,
+        channel_timeout=30,
+    )
+    port = server.start()
+    thread = server.serve_in_thread()
+    stalled = []
+    try:
+        for _ in range(12):  # past the limit: some wait in the backlog
+            sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never finished
+            stalled.append(sock)
+        started = time.monotonic()
+        healthy = _connect(port)
+        healthy.request("GET", "/health")
+        assert healthy.getresponse().status == 200
+        assert time.monotonic() - started < TIMEOUT
+        healthy.close()
+    finally:
+        for sock in stalled:
+            sock.close()
         assert server.stop(timeout=TIMEOUT)
         thread.join(timeout=TIMEOUT)
 
