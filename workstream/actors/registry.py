@@ -60,6 +60,7 @@ from workstream.actors.registry_messages import (
 )
 from workstream.actors.replies import Reply, answer
 from workstream.errors import (
+    Conflict,
     IdempotencyKeyReused,
     IllegalTransition,
     NotFound,
@@ -157,7 +158,11 @@ class Registry(pykka.ThreadingActor):
         self._default_max_retries = default_max_retries
         self._buffer: list[Any] = []
         self._unsaved: list[Finish] = []  # outcomes whose batch failed to commit
-        self._running: dict[str, int] = {}  # job id -> attempt, claimed by this process
+        # Jobs this process claimed and runs: id -> the job as the claim stored it. While
+        # the store still holds it as claimed (status, attempt and owner: what every
+        # update is fenced on), that is the stored row but for a renewed lease, so an
+        # outcome is written without reading the job back.
+        self._running: dict[str, Job] = {}
         self._abandoned: dict[str, int] = {}  # job id -> attempt whose timed-out call runs on
         self._write_health = write_health or WriteHealth()
         self._monotonic = monotonic
@@ -265,11 +270,7 @@ class Registry(pykka.ThreadingActor):
         if key is not None:
             existing = tx.find_by_idempotency_key(key)
             if existing is not None:
-                if existing.request_hash != command.request_hash:
-                    raise IdempotencyKeyReused(
-                        "this Idempotency-Key was already used with a different request"
-                    )
-                return Created([existing], created=False)
+                return self._repeat(existing, command)
         jobs = [
             Job(
                 id=self._new_id(),
@@ -303,9 +304,26 @@ class Registry(pykka.ThreadingActor):
                     )
                 )
         for job in jobs:
-            tx.insert(job)
+            try:
+                tx.insert(job)
+            except Conflict:
+                # Another node stored this key after our look-up (a shared database):
+                # the insert waited for its commit, so the look-up now finds it.
+                existing = tx.find_by_idempotency_key(key) if key is not None else None
+                if existing is None:
+                    raise
+                return self._repeat(existing, command)
             batch.events.append(JobEvent(JOB_CREATED, job.id, job.type, 0, now, run_at=job.run_at))
         return Created(jobs, created=True)
+
+    @staticmethod
+    def _repeat(existing: Job, command: Create) -> Created:
+        """An Idempotency-Key seen before: the same request gets the stored job back."""
+        if existing.request_hash != command.request_hash:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request"
+            )
+        return Created([existing], created=False)
 
     def _claim(self, command: Claim, tx: Transaction, batch: _Batch) -> Claimed:
         now = batch.now
@@ -314,40 +332,38 @@ class Registry(pykka.ThreadingActor):
             taken = states.claim(job, owner=self._owner, now=now, lease=self._lease)
             if tx.update(taken, job):
                 claimed.append(taken)
-                self._running[taken.id] = taken.attempts
+                self._running[taken.id] = taken
         next_run_at = tx.next_run_at(now) if len(claimed) < command.limit else None
         return Claimed(claimed, next_run_at)
 
     def _finish(self, command: Finish, tx: Transaction, batch: _Batch) -> None:
         outcome = command.outcome
-        if self._running.get(outcome.job_id) == outcome.attempt:
+        held = self._running.get(outcome.job_id)
+        if held is not None and held.attempts == outcome.attempt:
             del self._running[outcome.job_id]
+        else:
+            held = None
         if outcome.abandoned:
             self._abandoned[outcome.job_id] = outcome.attempt
-        job = tx.get(outcome.job_id)
-        if job is None:
-            log.error("finished job %s is not in the store", outcome.job_id)
-            return
+        job = held if held is not None and held.owner == outcome.owner else None
         try:
-            if outcome.error is None:
-                done = states.complete(
-                    job,
-                    attempt=outcome.attempt,
-                    owner=outcome.owner,
-                    result=outcome.result,
-                    now=batch.now,
-                )
-            else:
-                done = states.fail(
-                    job,
-                    attempt=outcome.attempt,
-                    owner=outcome.owner,
-                    error=outcome.error,
-                    now=batch.now,
-                    policy=self._policy,
-                )
-            if not tx.update(done, job):
-                raise StaleAttempt(f"job {job.id} changed while attempt {outcome.attempt} ran")
+            done = None
+            if job is not None:
+                # The job as claimed; the update is fenced, so if the store changed it
+                # meanwhile (lease lost), nothing is written and the stored job decides.
+                done = self._outcome(job, outcome, batch.now)
+                if not tx.update(done, job):
+                    done = None
+            if done is None:
+                job = tx.get(outcome.job_id)
+                if job is None:
+                    log.error("finished job %s is not in the store", outcome.job_id)
+                    return
+                done = self._outcome(job, outcome, batch.now)
+                if not tx.update(done, job):
+                    raise StaleAttempt(
+                        f"job {job.id} changed while attempt {outcome.attempt} ran"
+                    )
         except StaleAttempt as exc:
             log.warning(
                 "late outcome refused: %s", exc, extra={"event": JOB_FENCED, "job_id": job.id}
@@ -378,6 +394,21 @@ class Registry(pykka.ThreadingActor):
                 final=done.finished,
                 run_at=done.run_at,
             )
+        )
+
+    def _outcome(self, job: Job, outcome: Outcome, now: float) -> Job:
+        """The job after this attempt (StaleAttempt if the attempt no longer holds it)."""
+        if outcome.error is None:
+            return states.complete(
+                job, attempt=outcome.attempt, owner=outcome.owner, result=outcome.result, now=now
+            )
+        return states.fail(
+            job,
+            attempt=outcome.attempt,
+            owner=outcome.owner,
+            error=outcome.error,
+            now=now,
+            policy=self._policy,
         )
 
     def _load(self, tx: Transaction, job_id: str) -> Job:
@@ -428,7 +459,8 @@ class Registry(pykka.ThreadingActor):
         recovered = 0
         expired = tx.expired_leases(now, command.limit)
         for job in expired:
-            if job.owner == self._owner and self._running.get(job.id) == job.attempts:
+            held = self._running.get(job.id)
+            if job.owner == self._owner and held is not None and held.attempts == job.attempts:
                 continue  # still running here; renewal is due and will extend it
             reason = f"attempt {job.attempts} was interrupted: its lease expired"
             recovered += self._recover_one(tx, batch, job, reason, "lease_expired")

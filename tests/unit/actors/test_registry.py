@@ -243,6 +243,52 @@ def test_racing_repeats_of_an_idempotency_key_store_one_job(reg: Harness) -> Non
     assert len(reg.store.all_jobs()) == 1
 
 
+class KeyRaceStore(MemoryStore):
+    """Another node has stored an Idempotency-Key, but committed only after this node's
+    look-up (a shared database): the first look-up misses it, the insert then collides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.missed = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with super().transaction() as tx:
+            look_up = tx.find_by_idempotency_key
+
+            def missed_once(key: str) -> Any:
+                if self.missed:
+                    return look_up(key)
+                self.missed = True
+                return None
+
+            tx.find_by_idempotency_key = missed_once
+            yield tx
+
+
+@pytest.mark.parametrize(("request_hash", "answer"), [("h", "repeat"), ("h2", "reused")])
+def test_a_key_stored_by_another_node_meanwhile_answers_as_a_repeat(
+    clock: FakeClock, request_hash: str, answer: str
+) -> None:
+    store = KeyRaceStore()
+    with store.transaction() as tx:
+        tx.insert(make_job("other-node-job", idempotency_key="k", request_hash="h", now=clock.now))
+    store.missed = False
+    harness = Harness(clock, store)
+    try:
+        if answer == "repeat":
+            created = harness.create(JobSpec("echo"), idempotency_key="k", request_hash="h")
+            assert created.created is False
+            assert [job.id for job in created.jobs] == ["other-node-job"]
+        else:
+            with pytest.raises(IdempotencyKeyReused):
+                harness.create(JobSpec("echo"), idempotency_key="k", request_hash=request_hash)
+        assert [job.id for job in harness.store.all_jobs()] == ["other-node-job"]
+        assert JOB_CREATED not in harness.log.kinds()
+    finally:
+        harness.ref.stop()
+
+
 def test_claim_takes_due_jobs_in_order_for_this_owner(reg: Harness) -> None:
     reg.create(JobSpec("echo"), JobSpec("echo"), JobSpec("echo", run_at=reg.clock.now + 5))
     claimed = reg.claim(limit=5)
