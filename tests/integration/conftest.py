@@ -1,4 +1,6 @@
-"""Real actors over a real SQLite file, in this process."""
+"""Real actors over real storage, in this process: every test that takes `start_engine`
+runs once on a SQLite file and once on a PostgreSQL database of its own (one database for
+the run, emptied before each test)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ from typing import Any
 
 import pytest
 
+from tests.pg import ScratchDatabase, scratch_database
 from workstream.actors.events import JobEvent
 from workstream.config import Settings
 from workstream.handlers import HandlerTable
 from workstream.handlers.builtin import HANDLERS
 from workstream.service import Engine
+from workstream.store.base import Store
+from workstream.store.postgres import PostgresStore
 from workstream.store.sqlite import SqliteStore
 
 FAST = Settings(
@@ -65,6 +70,9 @@ class Watcher:
 
 
 EngineFactory = Callable[..., tuple[Engine, Watcher]]
+StoreFactory = Callable[[], Store]
+
+STORE_KINDS = ("sqlite", "postgres")
 
 
 @pytest.fixture
@@ -72,26 +80,52 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "workstream.db"
 
 
-@pytest.fixture
-def start_engine(db_path: Path) -> Iterator[EngineFactory]:
-    """start_engine(handlers=[...], **settings) -> (engine, watcher); stopped at teardown."""
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[ScratchDatabase]:
+    with scratch_database("ws_engine") as db:
+        yield db
+
+
+@pytest.fixture(params=STORE_KINDS)
+def new_store(request: pytest.FixtureRequest, db_path: Path) -> StoreFactory:
+    """Makes (not opens) a store on this test's database; call it again for another
+    handle on the same data, e.g. to read what a stopped engine left."""
+    if request.param == "sqlite":
+        return lambda: SqliteStore(db_path)
+    db: ScratchDatabase = request.getfixturevalue("pg_database")
+    db.reset()
+    return lambda: PostgresStore(db.url)
+
+
+def _engine_factory(new_store: StoreFactory) -> tuple[EngineFactory, list[Engine]]:
     engines: list[Engine] = []
 
-    def start(
-        handlers: Any = (), path: Path | None = None, **settings: Any
-    ) -> tuple[Engine, Watcher]:
+    def start(handlers: Any = (), **settings: Any) -> tuple[Engine, Watcher]:
         table = HandlerTable([*HANDLERS, *handlers])
-        engine = Engine(
-            FAST.replace(**settings),
-            store=SqliteStore(path or db_path),
-            handlers=table,
-        )
+        engine = Engine(FAST.replace(**settings), store=new_store(), handlers=table)
         watcher = Watcher()
         engine.events.subscribe(watcher)
         engine.start()
         engines.append(engine)
         return engine, watcher
 
+    return start, engines
+
+
+@pytest.fixture
+def start_engine(new_store: StoreFactory) -> Iterator[EngineFactory]:
+    """start_engine(handlers=[...], **settings) -> (engine, watcher), on each store kind;
+    stopped at teardown."""
+    start, engines = _engine_factory(new_store)
+    yield start
+    for engine in engines:
+        engine.stop()
+
+
+@pytest.fixture
+def start_sqlite_engine(db_path: Path) -> Iterator[EngineFactory]:
+    """start_engine on SQLite only, for what only SQLite does (its lock file)."""
+    start, engines = _engine_factory(lambda: SqliteStore(db_path))
     yield start
     for engine in engines:
         engine.stop()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import EngineFactory
+from tests.integration.conftest import EngineFactory, StoreFactory
 from tests.support import make_job
 from workstream.actors.events import (
     JOB_COMPLETED,
@@ -28,7 +27,6 @@ from workstream.errors import (
 from workstream.handlers import Handler
 from workstream.jobs.model import JobStatus
 from workstream.jobs.spec import JobSpec
-from workstream.store.sqlite import SqliteStore
 
 
 class Flaky:
@@ -58,18 +56,14 @@ class Gate:
         return "through"
 
 
-def stored(db_path: Path, job_id: str) -> Any:
-    """Read a job from the file with a fresh reader (the engine may be stopped)."""
-    import sqlite3
-
-    from workstream.store.sqlite import _SELECT, _row_to_job
-
-    conn = sqlite3.connect(db_path)
+def stored(new_store: StoreFactory, job_id: str) -> Any:
+    """Read a job through a store handle of its own (the engine may be stopped)."""
+    store = new_store()
+    store.open()
     try:
-        row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
+        return store.get(job_id)
     finally:
-        conn.close()
-    return _row_to_job(row)
+        store.close()
 
 
 def test_a_thousand_jobs_complete(start_engine: EngineFactory) -> None:
@@ -206,7 +200,7 @@ def test_stop_waits_for_running_jobs_that_finish_in_time(start_engine: EngineFac
 
 
 def test_stop_returns_jobs_still_running_at_the_timeout_uncounted(
-    start_engine: EngineFactory, db_path: Path
+    start_engine: EngineFactory, new_store: StoreFactory
 ) -> None:
     gate = Gate()
     engine, watcher = start_engine([Handler("gate", gate)], shutdown_timeout=0.2)
@@ -217,23 +211,22 @@ def test_stop_returns_jobs_still_running_at_the_timeout_uncounted(
     finally:
         gate.open.set()
     assert summary.returned_to_pending == 1 and not summary.drained
-    back = stored(db_path, job.id)
+    back = stored(new_store, job.id)
     assert back.status is JobStatus.PENDING
     assert back.attempts == 0  # the interrupted attempt is not counted
 
 
 def test_jobs_left_processing_by_a_crash_are_recovered_and_finish(
-    start_engine: EngineFactory, db_path: Path
+    start_engine: EngineFactory, new_store: StoreFactory
 ) -> None:
-    store = SqliteStore(db_path)
+    # Their owner is gone and their leases ran out: every store recovers them at start-up
+    # (SQLite every `processing` job, PostgreSQL those whose lease expired).
+    store = new_store()
     store.open()
+    gone = {"status": JobStatus.PROCESSING, "owner": "dead", "lease_expires_at": _now() - 1}
     with store.transaction() as tx:
-        tx.insert(
-            make_job("crashed-1", status=JobStatus.PROCESSING, attempts=1, owner="dead", now=_now())
-        )
-        tx.insert(
-            make_job("crashed-2", status=JobStatus.PROCESSING, attempts=4, owner="dead", now=_now())
-        )
+        tx.insert(make_job("crashed-1", attempts=1, now=_now(), **gone))
+        tx.insert(make_job("crashed-2", attempts=4, now=_now(), **gone))
     store.close()
     engine, watcher = start_engine()
     assert engine.recovered == 2
@@ -246,12 +239,12 @@ def test_jobs_left_processing_by_a_crash_are_recovered_and_finish(
     assert watcher.count(JOB_RECOVERED) == 2
 
 
-def test_a_second_engine_on_the_same_file_refuses_to_start(
-    start_engine: EngineFactory, db_path: Path
+def test_a_second_engine_on_the_same_sqlite_file_refuses_to_start(
+    start_sqlite_engine: EngineFactory,
 ) -> None:
-    start_engine()
+    start_sqlite_engine()
     with pytest.raises(DatabaseInUse, match="in use by another WorkStream process"):
-        start_engine()
+        start_sqlite_engine()
 
 
 def _now() -> float:
@@ -261,7 +254,7 @@ def _now() -> float:
 
 
 def test_a_stuck_registry_costs_a_bounded_wait_not_a_hung_request(
-    start_engine: EngineFactory, db_path: Path
+    start_engine: EngineFactory,
 ) -> None:
     engine, _ = start_engine(request_timeout=0.2)
     stuck = threading.Event()
