@@ -278,3 +278,34 @@ def test_a_postgres_restart_under_load_costs_503s_never_a_500_or_a_job(
         pickups.append(started[0]["at"] - sent)
     print(f"cross-node pickup after the restart: worst {1000 * max(pickups):.1f} ms")
     assert max(pickups) < 5.0
+
+
+def test_an_idempotency_key_sent_to_both_nodes_at_once_stores_one_job(
+    start_server: StartServer, pg_url: str, ledger: Path
+) -> None:
+    env = node_env(pg_url, ledger, WORKER_COUNT="2")
+    nodes = [start_server(env=env), start_server(env=env)]
+    answers: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    go = threading.Barrier(20)
+
+    def send(node: ServerProcess) -> None:
+        go.wait(10)
+        status, _, body = node.request(
+            "POST",
+            "/jobs",
+            {"type": "probe", "payload": {"order": 7}},
+            headers={"Idempotency-Key": "order-7"},
+        )
+        with lock:
+            answers.append((status, body.get("id", body.get("code"))))
+
+    threads = [threading.Thread(target=send, args=(nodes[n % 2],)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    statuses = Counter(status for status, _ in answers)
+    assert statuses[201] == 1 and statuses[200] == 19, statuses
+    assert len({job_id for _, job_id in answers}) == 1
+    assert stats(nodes[0])["total_jobs_created"] + stats(nodes[1])["total_jobs_created"] == 1
