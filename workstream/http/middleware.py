@@ -2,6 +2,11 @@
 
 Both run before routing, so they also cover unknown paths and wrong methods: with a token
 set, an anonymous client cannot even learn which paths exist.
+
+`OPTIONS` is not part of the API (no operation of /openapi.json uses it, and the API
+serves no browsers cross-origin): Falcon's built-in OPTIONS responder would answer 200
+with an empty body, so the request id middleware answers it 405 like any other method the
+route does not serve, with the `Allow` header listing those it does.
 """
 
 from __future__ import annotations
@@ -40,6 +45,17 @@ class RequestIdMiddleware:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         request_id_of(req)
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        if req.method == "OPTIONS" and resource is not None:
+            allowed = [
+                method
+                for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+                if callable(getattr(resource, f"on_{method.lower()}", None))
+            ]
+            raise falcon.HTTPMethodNotAllowed(allowed)
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool

@@ -6,9 +6,11 @@ answer is listed with its body schema. Request schemas state the limits the serv
 enforces (`additionalProperties: false` where unknown fields are refused), so that a
 client generator or a schema-driven fuzzer sees the same rules as the server.
 
-Transport-level refusals by the HTTP server itself (a malformed request line 400, a body
-over the limit 413, headers over 64 KiB 431) can happen on any route, before routing; they
-carry the same Error body and are described once in `info.description`.
+Transport-level refusals by the HTTP server itself (a malformed request or an unsupported
+transfer coding 400, a body over the limit 413, headers over 64 KiB 431) can happen on any
+route, before routing; they carry the same Error body, are described in
+`info.description`, and every operation lists them (`_TRANSPORT`), so that a client or a
+fuzzer checking status codes against the document finds them there.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ When the server is configured with an API token, every operation except `GET /he
 requires `Authorization: Bearer <token>` and answers 401 without it. Without a token, no
 authentication is needed.
 
-Before routing, the HTTP server itself may refuse any request with 400 (malformed HTTP),
-413 (body over the limit) or 431 (headers over 64 KiB), with the same Error body.
+Before routing, the HTTP server itself may refuse any request with 400 (malformed HTTP,
+or a transfer coding other than chunked), 413 (body over the limit) or 431 (headers over
+64 KiB), with the same Error body. OPTIONS is not served (405).
 """
 
 
@@ -85,6 +88,24 @@ _TOO_LARGE = _error(f"body over {MAX_BODY_BYTES} bytes (`payload_too_large`)")
 _NOT_JSON = _error("Content-Type is not application/json (`unsupported_media_type`)")
 _UNKNOWN_TYPE = _error("no handler for the job type (`unknown_job_type`); lists the known types")
 _QUEUE_FULL = _error("the queue is at capacity (`queue_full`); retry later", ("Retry-After",))
+
+
+_MALFORMED_HTTP = _error(
+    "malformed HTTP, or a transfer coding other than chunked (`invalid_request`)"
+)
+_HEADERS_TOO_LARGE = _error("request headers over 64 KiB (`headers_too_large`)")
+# What the HTTP server may answer on any operation before routing (see the module doc).
+_TRANSPORT = {"400": _MALFORMED_HTTP, "413": _TOO_LARGE, "431": _HEADERS_TOO_LARGE}
+
+
+def _with_transport_errors(paths: dict[str, Schema]) -> dict[str, Schema]:
+    for item in paths.values():
+        for operation in item.values():
+            responses = operation["responses"]
+            for status, response in _TRANSPORT.items():
+                responses.setdefault(status, response)
+            operation["responses"] = dict(sorted(responses.items()))
+    return paths
 
 
 def _list_parameters() -> list[Schema]:
@@ -281,7 +302,7 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "WorkStream", "version": API_VERSION, "description": _DESCRIPTION},
         "security": [{"bearerAuth": []}, {}],
-        "paths": _paths(),
+        "paths": _with_transport_errors(_paths()),
         "components": {
             "schemas": components.schemas(),
             "headers": components.headers(),

@@ -86,3 +86,16 @@ def test_openapi_is_served_as_json(client):
     assert result.status_code == 200
     assert result.headers["content-type"] == "application/json"
     assert result.json["openapi"] == "3.0.3"
+
+
+def test_options_is_not_served_it_is_a_405_listing_the_allowed_methods(client):
+    result = client.simulate_options("/jobs")
+
+    assert result.status_code == 405
+    assert result.json["code"] == "method_not_allowed"
+    assert result.headers["Allow"] == "GET, POST"
+    assert result.headers["X-Request-Id"]
+
+
+def test_options_on_an_unknown_path_is_a_404(client):
+    assert client.simulate_options("/nowhere").status_code == 404

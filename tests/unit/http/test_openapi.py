@@ -262,3 +262,10 @@ def test_each_response_with_a_token_is_documented(name):
     assert refused.status_code == 401
     check_response(DOCUMENT, call.method, call.template, allowed)
     check_response(DOCUMENT, call.method, call.template, refused)
+
+
+def test_every_operation_lists_what_the_http_server_may_answer_before_routing():
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            assert {"400", "413", "431"} <= set(operation["responses"]), (method, path)
+            assert "501" not in operation["responses"]  # answered 400, see server.py
