@@ -1,7 +1,8 @@
 """The store contract suite: every test that takes `store` runs once per store.
 
-To add a store (PostgreSQL), add its name to STORE_KINDS and a branch to `new_store`; the
-tests themselves stay as they are.
+To add a store, add its name to STORE_KINDS and a branch to `new_store`; the tests
+themselves stay as they are. PostgreSQL runs against the machine's server (tests/pg.py):
+one database for the whole session, emptied before each test.
 """
 
 from __future__ import annotations
@@ -13,25 +14,38 @@ from typing import Any
 
 import pytest
 
+from tests.pg import ScratchDatabase, scratch_database
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.base import Store
 from workstream.store.memory import MemoryStore
+from workstream.store.postgres import PostgresStore
 from workstream.store.sqlite import SqliteStore
 
-STORE_KINDS = ("memory", "sqlite")
+STORE_KINDS = ("memory", "sqlite", "postgres")
 
 NOW = 1_700_000_000.0
 OWNER = "node-a"
 LEASE = 30.0
 
 
-def new_store(kind: str, tmp_path: Path) -> Store:
-    """A fresh, empty, not yet opened store of `kind`."""
+def new_store(kind: str, tmp_path: Path, pg: ScratchDatabase | None = None) -> Store:
+    """A fresh, empty, not yet opened store of `kind` (PostgreSQL: on the database `pg`,
+    which the caller empties)."""
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
         return SqliteStore(tmp_path / "contract.db", busy_timeout=2.0)
+    if kind == "postgres":
+        assert pg is not None, "a PostgreSQL store needs the session's database"
+        return PostgresStore(pg.url, statement_timeout=5.0, lock_timeout=2.0)
     raise AssertionError(f"no fixture branch for store kind {kind!r}")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[ScratchDatabase]:
+    """One PostgreSQL database for the whole test session, dropped at its end."""
+    with scratch_database("ws_contract") as db:
+        yield db
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -40,9 +54,12 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(store_kind: str, tmp_path: Path) -> Iterator[Store]:
-    opened = new_store(store_kind, tmp_path)
-    opened.open()
+def store(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    pg = request.getfixturevalue("pg_database") if store_kind == "postgres" else None
+    opened = new_store(store_kind, tmp_path, pg)
+    opened.open()  # migrates a fresh database
+    if pg is not None:
+        pg.reset()
     try:
         yield opened
     finally:

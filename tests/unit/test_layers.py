@@ -16,6 +16,7 @@ LIBRARY_HOMES = {
     "waitress": ("http/server.py",),
     "prometheus_client": ("metrics.py",),
     "psycopg": ("store/postgres.py",),
+    "psycopg_pool": ("store/postgres.py",),
 }
 
 # Which parts of workstream each layer may import.

@@ -1,4 +1,5 @@
-"""Storage behind one protocol (`base.Store`): SQLite by default, an in-memory fake for tests."""
+"""Storage behind one protocol (`base.Store`): SQLite by default, PostgreSQL for several
+nodes on one database, an in-memory fake for tests."""
 
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ def store_from_url(url: str, *, busy_timeout: float = 5.0) -> Store:
 
         return SqliteStore(sqlite_path(url), busy_timeout=busy_timeout)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            f"DATABASE_URL: PostgreSQL is not available in this version ({url.split('@')[-1]!r})"
-        )
+        from workstream.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ConfigError(
         f"DATABASE_URL: {url!r} is not supported (use sqlite:///path or postgresql://...)"
     )

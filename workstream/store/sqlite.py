@@ -17,16 +17,18 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from workstream.errors import Conflict, DatabaseInUse, StorageUnavailable
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.base import Counts, JobPage, chunked
+from workstream.store.schema import load_migrations, split_sql
 from workstream.units import valid_text
 
 log = logging.getLogger(__name__)
+
+__all__ = ["SqliteStore", "SqliteTransaction", "load_migrations"]
 
 COLUMNS = (
     "id, type, payload, status, attempts, retry_base, max_retries, last_error, result, "
@@ -286,7 +288,7 @@ class SqliteStore:
                 continue
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _split_sql(sql):
+                for statement in split_sql(sql):
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, strftime('%s','now'))",
@@ -421,20 +423,3 @@ class SqliteStore:
 
     def ping(self) -> None:
         self._read("SELECT 1", ())
-
-
-def load_migrations(dialect: str) -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every `NNNN_name.sql` of a dialect, in order."""
-    folder = resources.files("workstream.store") / "migrations" / dialect
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
-def _split_sql(sql: str) -> list[str]:
-    """Statements of a migration file (no semicolons inside statements in our files)."""
-    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
-    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]

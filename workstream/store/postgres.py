@@ -1,0 +1,712 @@
+"""PostgreSQL storage: several WorkStream nodes share one database (SPEC section 6).
+
+Connections, and why:
+- **One writer connection**, used only inside `transaction()` (the Registry's thread; a lock
+  keeps other callers out). A group commit is a handful of statements on one connection:
+  no pool checkout per batch, its prepared statements stay warm, and readers can never
+  starve it of a connection (nor it them). If it breaks, the failing batch gets
+  `StorageUnavailable` and the next `transaction()` connects anew; a connection found dead
+  at `BEGIN`, before anything ran, is replaced and `BEGIN` retried at once.
+- **A bounded pool for reads** (`psycopg_pool.ConnectionPool`, autocommit): `get`, `list`,
+  `counts` and `ping` come from any thread and never queue behind the writer. Connections
+  are checked when taken from the pool, so a connection killed while idle is replaced
+  instead of failing a read; getting one waits at most `pool_timeout`.
+- **One listening connection** (autocommit, in a daemon thread) for `watch()`.
+
+Every wait is bounded: `connect_timeout`, `pool_timeout`, and per-session
+`statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` (the last one
+frees the rows and locks of a node that stops mid-transaction, e.g. under SIGSTOP).
+Connection and operational failures (unreachable, killed session, timeout, lock timeout,
+deadlock, disk full, read-only server) become `StorageUnavailable` with a client-safe
+message; anything else (a value PostgreSQL refuses, a bug) propagates as it is, so the
+Registry can isolate the command that causes it. `synchronous_commit` is left on.
+
+Concurrency between nodes:
+- `Transaction.get` locks the row (`FOR UPDATE`); `claimable`, `due_retries` and
+  `expired_leases` take `FOR UPDATE SKIP LOCKED`, so nodes claiming or sweeping at once get
+  disjoint rows and never wait on each other; `update` is fenced on (status, attempts,
+  owner) anyway.
+- Admission: `count_ready` first takes a transaction-scoped advisory lock, in a statement
+  of its own (so the count's snapshot is taken after the lock is granted): the
+  count-then-insert of concurrent submissions on several nodes is serialised, and capacity
+  is never overshot.
+- `insert` uses `ON CONFLICT DO NOTHING`: a taken id or idempotency key is `Conflict`, and
+  the transaction stays usable without a savepoint round trip per insert.
+- Wake-ups: a transaction that inserted a job or made one `pending` sends one
+  `NOTIFY workstream_jobs` just before COMMIT (delivered only if it commits), carrying this
+  store's token so that a node ignores its own notifications.
+
+Text: PostgreSQL text cannot hold NUL. Payload and result are JSON (NUL is escaped by the
+encoder); the other text columns escape NUL losslessly with a private-use character
+(see `_enc`), and lone surrogates are replaced (`units.valid_text`) as SQLite does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool
+
+from workstream.errors import ConfigError, Conflict, StorageUnavailable
+from workstream.jobs.model import Job, JobStatus
+from workstream.store.base import Counts, JobPage
+from workstream.store.schema import load_migrations, split_sql
+from workstream.units import valid_text
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "workstream_jobs"
+# Transaction-scoped advisory lock keys (per database): admission and migrations.
+ADMISSION_LOCK = 0x57530001
+MIGRATION_LOCK = 0x57530002
+
+COLUMNS = (
+    "id, type, payload, status, attempts, retry_base, max_retries, last_error, result, "
+    "created_at, updated_at, started_at, finished_at, run_at, owner, lease_expires_at, "
+    "idempotency_key, request_hash"
+)
+_SELECT = f"SELECT {COLUMNS} FROM jobs"
+_STATUS = {status.value: status for status in JobStatus}
+_PENDING = JobStatus.PENDING
+
+_INSERT = (
+    f"INSERT INTO jobs ({COLUMNS}) VALUES "
+    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
+)
+_UPDATE = (
+    "UPDATE jobs SET status = %s, attempts = %s, retry_base = %s, last_error = %s, "
+    "result = %s, updated_at = %s, started_at = %s, finished_at = %s, run_at = %s, "
+    "owner = %s, lease_expires_at = %s "
+    "WHERE id = %s AND status = %s AND attempts = %s AND owner IS NOT DISTINCT FROM %s"
+)
+
+# -- values -------------------------------------------------------------------------------
+
+_ESC = "\ue000"  # a private-use character: the escape for NUL in text columns
+_UNESCAPE = re.compile("\ue000(.)", re.DOTALL)
+
+
+def _enc(value: str | None) -> str | None:
+    """Text as PostgreSQL can store it: valid Unicode, NUL escaped (reversibly)."""
+    if value is None:
+        return None
+    value = valid_text(value)
+    if "\x00" in value or _ESC in value:
+        value = value.replace(_ESC, _ESC + _ESC).replace("\x00", _ESC + "0")
+    return value
+
+
+def _dec(value: str | None) -> str | None:
+    if value is None or _ESC not in value:
+        return value
+    return _UNESCAPE.sub(lambda m: "\x00" if m.group(1) == "0" else m.group(1), value)
+
+
+def _dumps(value: Any) -> str:
+    # ASCII escapes keep any Python string exactly (NUL and lone surrogates included).
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _row_to_job(row: tuple[Any, ...]) -> Job:
+    return Job(
+        id=_dec(row[0]),
+        type=_dec(row[1]),
+        payload=json.loads(row[2]),
+        status=_STATUS[row[3]],
+        attempts=row[4],
+        retry_base=row[5],
+        max_retries=row[6],
+        last_error=_dec(row[7]),
+        result=None if row[8] is None else json.loads(row[8]),
+        created_at=row[9],
+        updated_at=row[10],
+        started_at=row[11],
+        finished_at=row[12],
+        run_at=row[13],
+        owner=_dec(row[14]),
+        lease_expires_at=row[15],
+        idempotency_key=_dec(row[16]),
+        request_hash=_dec(row[17]),
+    )
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """A failure of the database or the connection (not of this batch's content)."""
+    if isinstance(exc, psycopg.OperationalError):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return state == "25006" or state[:2] in ("08", "53", "57", "58")
+
+
+def _describe(exc: BaseException) -> str:
+    """A client-safe description of a database failure (no SQL, no host, no password)."""
+    if isinstance(exc, pg_errors.LockNotAvailable):
+        return "storage is busy (rows are locked by another node); try again"
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return "storage is busy (a database operation timed out); try again"
+    if isinstance(exc, pg_errors.TransactionRollbackError):
+        return "storage is busy (conflicting concurrent writes); try again"
+    if isinstance(exc, pg_errors.DiskFull):
+        return "storage is full; nothing was stored"
+    if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+        return "storage is read-only; nothing was stored"
+    return "storage is unavailable (the database cannot be reached); try again"
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """Why a connection attempt failed, for the operator (start-up, `workstream migrate`)."""
+    text = str(exc).lower()
+    for needle, reason in (
+        ("password", "authentication failed"),
+        ("authentication", "authentication failed"),
+        ("does not exist", "the database or role does not exist"),
+        ("refused", "connection refused"),
+        ("timeout", "connection timed out"),
+        ("timed out", "connection timed out"),
+        ("could not translate host name", "unknown host"),
+        ("starting up", "the server is starting up"),
+        ("shutting down", "the server is shutting down"),
+        ("too many", "too many connections"),
+        ("ssl", "SSL negotiation failed"),
+    ):
+        if needle in text:
+            return reason
+    return "cannot connect"
+
+
+def describe_url(url: str) -> str:
+    """`postgresql://user@host:port/dbname`, without the password (for messages)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "postgresql://(invalid URL)"
+    user = params.get("user")
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    dbname = params.get("dbname") or user or ""
+    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{dbname}"
+
+
+# -- the transaction ------------------------------------------------------------------------
+
+
+class PostgresTransaction:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self._admission_locked = False
+        self.notify = False  # a job became pending: tell the other nodes at commit
+
+    def _exec(self, sql: str, params: tuple[Any, ...] | list[Any]) -> psycopg.Cursor[Any]:
+        try:
+            return self._conn.execute(sql, params)
+        except psycopg.Error as exc:
+            if _unavailable(exc):
+                raise StorageUnavailable(_describe(exc)) from exc
+            raise
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> Job | None:
+        row = self._exec(sql, params).fetchone()
+        return None if row is None else _row_to_job(row)
+
+    def _many(self, sql: str, params: tuple[Any, ...]) -> list[Job]:
+        return [_row_to_job(row) for row in self._exec(sql, params).fetchall()]
+
+    def insert(self, job: Job) -> None:
+        cursor = self._exec(
+            _INSERT,
+            (
+                _enc(job.id),
+                _enc(job.type),
+                _dumps(job.payload),
+                job.status.value,
+                job.attempts,
+                job.retry_base,
+                job.max_retries,
+                _enc(job.last_error),
+                None if job.result is None else _dumps(job.result),
+                job.created_at,
+                job.updated_at,
+                job.started_at,
+                job.finished_at,
+                job.run_at,
+                _enc(job.owner),
+                job.lease_expires_at,
+                _enc(job.idempotency_key),
+                _enc(job.request_hash),
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise Conflict("a job with this id or idempotency key already exists")
+        if job.status is _PENDING:
+            self.notify = True
+
+    def get(self, job_id: str) -> Job | None:
+        return self._one(f"{_SELECT} WHERE id = %s FOR UPDATE", (_enc(job_id),))
+
+    def update(self, job: Job, expected: Job) -> bool:
+        cursor = self._exec(
+            _UPDATE,
+            (
+                job.status.value,
+                job.attempts,
+                job.retry_base,
+                _enc(job.last_error),
+                None if job.result is None else _dumps(job.result),
+                job.updated_at,
+                job.started_at,
+                job.finished_at,
+                job.run_at,
+                _enc(job.owner),
+                job.lease_expires_at,
+                _enc(job.id),
+                expected.status.value,
+                expected.attempts,
+                _enc(expected.owner),
+            ),
+        )
+        written = cursor.rowcount == 1
+        if written and job.status is _PENDING:
+            self.notify = True
+        return written
+
+    def find_by_idempotency_key(self, key: str) -> Job | None:
+        return self._one(f"{_SELECT} WHERE idempotency_key = %s FOR UPDATE", (_enc(key),))
+
+    def count_ready(self, now: float, limit: int) -> int:
+        if not self._admission_locked:
+            # Its own statement: the count below then sees every admission committed
+            # before the lock was granted (READ COMMITTED takes a snapshot per statement).
+            self._exec("SELECT pg_advisory_xact_lock(%s)", (ADMISSION_LOCK,))
+            self._admission_locked = True
+        row = self._exec(
+            "SELECT count(*) FROM (SELECT 1 FROM jobs "
+            "WHERE status = 'pending' AND run_at <= %s LIMIT %s) AS ready",
+            (now, limit),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def claimable(self, now: float, limit: int) -> list[Job]:
+        return self._many(
+            f"{_SELECT} WHERE status = 'pending' AND run_at <= %s "
+            "ORDER BY run_at, seq LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now, limit),
+        )
+
+    def next_run_at(self, now: float) -> float | None:
+        row = self._exec(
+            "SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at > %s", (now,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def due_retries(self, now: float, limit: int) -> list[Job]:
+        return self._many(
+            f"{_SELECT} WHERE status = 'failed' AND run_at <= %s "
+            "ORDER BY run_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now, limit),
+        )
+
+    def expired_leases(self, now: float, limit: int) -> list[Job]:
+        return self._many(
+            f"{_SELECT} WHERE status = 'processing' AND lease_expires_at < %s "
+            "ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now, limit),
+        )
+
+    def processing(self, owner: str | None = None) -> list[Job]:
+        if owner is None:
+            return self._many(f"{_SELECT} WHERE status = 'processing' ORDER BY seq FOR UPDATE", ())
+        return self._many(
+            f"{_SELECT} WHERE status = 'processing' AND owner = %s ORDER BY seq FOR UPDATE",
+            (_enc(owner),),
+        )
+
+    def renew_leases(self, owner: str, job_ids: list[str], until: float) -> int:
+        if not job_ids:
+            return 0
+        cursor = self._exec(
+            "UPDATE jobs SET lease_expires_at = %s "
+            "WHERE status = 'processing' AND owner = %s AND id = ANY(%s)",
+            (until, _enc(owner), [_enc(job_id) for job_id in job_ids]),
+        )
+        return cursor.rowcount
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class PostgresStore:
+    exclusive = False  # several nodes share the database (see base.Store.exclusive)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 3.0,
+        statement_timeout: float = 5.0,
+        lock_timeout: float = 3.0,
+        idle_in_transaction_timeout: float = 10.0,
+        pool_size: int = 8,
+        pool_timeout: float = 3.0,
+        migrate_timeout: float = 60.0,
+        listen_backoff: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        try:
+            conninfo_to_dict(url)
+        except psycopg.Error:
+            raise ConfigError(
+                f"DATABASE_URL: {describe_url(url)} is not a valid PostgreSQL URL"
+            ) from None
+        self.url = url
+        self.where = describe_url(url)
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.lock_timeout = lock_timeout
+        self.pool_timeout = pool_timeout
+        self.migrate_timeout = migrate_timeout
+        self._pool_size = max(1, pool_size)
+        self._listen_backoff = listen_backoff
+        options = (
+            f"-c statement_timeout={_ms(statement_timeout)} "
+            f"-c lock_timeout={_ms(lock_timeout)} "
+            f"-c idle_in_transaction_session_timeout={_ms(idle_in_transaction_timeout)}"
+        )
+        self._conninfo = make_conninfo(
+            url,
+            connect_timeout=max(1, round(connect_timeout)),
+            options=options,
+            application_name="workstream",
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+        self.token = secrets.token_hex(8)  # this store's NOTIFY payload
+        self._writer: psycopg.Connection[Any] | None = None
+        self._write_lock = threading.Lock()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._opened = False
+        self._wake: Callable[[], None] | None = None
+        self._listener: threading.Thread | None = None
+        self._listen_conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._conninfo, autocommit=True)
+
+    def open(self) -> None:
+        """Connect, migrate, and open the read pool. No exclusive lock: nodes share this."""
+        if self._opened:
+            return
+        try:
+            self._writer = self._connect()
+        except psycopg.Error as exc:
+            raise StorageUnavailable(
+                f"cannot connect to the database {self.where}: {_connect_reason(exc)}"
+            ) from exc
+        try:
+            self.migrate()
+        except psycopg.Error as exc:
+            self._drop_writer()
+            reason = _describe(exc) if _unavailable(exc) else type(exc).__name__
+            raise StorageUnavailable(f"cannot migrate the database {self.where}: {reason}") from exc
+        except BaseException:
+            self._drop_writer()
+            raise
+        self._pool = ConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=self._pool_size,
+            timeout=self.pool_timeout,
+            kwargs={"autocommit": True},
+            check=ConnectionPool.check_connection,
+            name="workstream-readers",
+            open=False,
+        )
+        self._pool.open(wait=False)
+        self._stop.clear()
+        self._opened = True
+        if self._wake is not None:
+            self._start_listener()
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this database has not seen, each in its own transaction,
+        under an advisory lock so that nodes starting together do not race."""
+        conn = self._writer
+        if conn is None:
+            raise StorageUnavailable("storage is closed")
+        applied = []
+        for version, name, sql in load_migrations("postgres"):
+            with conn.transaction():
+                self._migration_preamble(conn)
+                done = conn.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = %s", (version,)
+                ).fetchone()
+                if done:
+                    continue
+                for statement in split_sql(sql):
+                    conn.execute(statement)  # type: ignore[arg-type] # our own files
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (%s, %s, extract(epoch from now()))",
+                    (version, name),
+                )
+            log.info("migration applied", extra={"event": "migration_applied", "version": name})
+            applied.append(version)
+        return applied
+
+    def _migration_preamble(self, conn: psycopg.Connection[Any]) -> None:
+        timeout = _ms(self.migrate_timeout)
+        conn.execute(f"SET LOCAL statement_timeout = {timeout}")
+        conn.execute(f"SET LOCAL lock_timeout = {timeout}")
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at double precision NOT NULL)"
+        )
+
+    def close(self) -> None:
+        self._opened = False
+        self._stop.set()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.join(timeout=5.0)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(timeout=5.0)
+        with self._write_lock:
+            self._drop_writer()
+
+    def _drop_writer(self) -> None:
+        conn, self._writer = self._writer, None
+        if conn is not None:
+            with suppress(psycopg.Error):
+                conn.close()
+
+    # -- writes -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[PostgresTransaction]:
+        with self._write_lock:
+            conn = self._begin()
+            tx = PostgresTransaction(conn)
+            try:
+                yield tx
+                if tx.notify:
+                    conn.execute(f"NOTIFY {CHANNEL}, '{self.token}'")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback(conn)
+                if isinstance(exc, psycopg.Error) and _unavailable(exc):
+                    log.warning("transaction failed: %s", exc, extra={"event": "storage_error"})
+                    raise StorageUnavailable(_describe(exc)) from exc
+                if isinstance(exc, StorageUnavailable):
+                    log.warning(
+                        "transaction failed: %s",
+                        exc.__cause__ or exc,
+                        extra={"event": "storage_error"},
+                    )
+                # Anything else (a value PostgreSQL refuses, a bug) is about this batch's
+                # content, not the database: it propagates as it is.
+                raise
+
+    def _begin(self) -> psycopg.Connection[Any]:
+        if not self._opened:
+            raise StorageUnavailable("storage is closed")
+        reused = self._writer is not None
+        for _ in range(2):
+            try:
+                if self._writer is None:
+                    self._writer = self._connect()
+                    if reused:
+                        log.warning("writer reconnected", extra={"event": "storage_reconnected"})
+                self._writer.execute("BEGIN")
+                return self._writer
+            except psycopg.Error as exc:
+                self._drop_writer()
+                if not reused or not _unavailable(exc):
+                    log.warning("begin failed: %s", exc, extra={"event": "storage_error"})
+                    raise StorageUnavailable(_describe(exc)) from exc
+                # An idle connection that died (server restart, killed session): nothing
+                # has run yet, so try once more on a fresh connection.
+                reused = False
+        raise AssertionError("unreachable")
+
+    def _rollback(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.closed or conn.broken:
+            self._drop_writer()
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except psycopg.Error:
+            log.warning("rollback failed", extra={"event": "storage_error"})
+            self._drop_writer()
+
+    # -- reads (any thread) -------------------------------------------------------------
+
+    def _read(self, sql: str, params: tuple[Any, ...] | list[Any]) -> list[tuple[Any, ...]]:
+        pool = self._pool
+        if pool is None or not self._opened:
+            raise StorageUnavailable("storage is closed")
+        try:
+            with pool.connection() as conn:
+                return conn.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            if not _unavailable(exc):
+                raise
+            log.warning("read failed: %s", exc, extra={"event": "storage_error"})
+            raise StorageUnavailable(_describe(exc)) from exc
+
+    def get(self, job_id: str) -> Job | None:
+        rows = self._read(f"{_SELECT} WHERE id = %s", (_enc(job_id),))
+        return _row_to_job(rows[0]) if rows else None
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        limit: int = 100,
+        after: int | None = None,
+        max_bytes: int | None = None,
+    ) -> JobPage:
+        where = ["seq > %s"]
+        params: list[Any] = [after or 0]
+        if status is not None:
+            where.append("status = %s")
+            params.append(status.value)
+        if job_type is not None:
+            where.append("type = %s")
+            params.append(_enc(job_type))
+        # First the sizes only (the page is cut by bytes without fetching big rows), then
+        # the chosen rows.
+        sizes = self._read(
+            "SELECT seq, octet_length(payload) + coalesce(octet_length(result), 0) "
+            f"FROM jobs WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s",
+            (*params, limit + 1),
+        )
+        chosen: list[int] = []
+        total = 0
+        more = False
+        for seq, size in sizes:
+            total += size
+            if len(chosen) == limit or (chosen and max_bytes is not None and total > max_bytes):
+                more = True
+                break
+            chosen.append(seq)
+        if not chosen:
+            return JobPage([], None)
+        rows = self._read(f"{_SELECT} WHERE seq = ANY(%s) ORDER BY seq", (chosen,))
+        return JobPage([_row_to_job(row) for row in rows], chosen[-1] if more else None)
+
+    def counts(self, now: float) -> Counts:
+        rows = self._read(
+            "SELECT status, count(*), "
+            "count(*) FILTER (WHERE status = 'pending' AND run_at <= %s) "
+            "FROM jobs GROUP BY status",
+            (now,),
+        )
+        return Counts(
+            ready=sum(ready for _, _, ready in rows),
+            by_status={status: count for status, count, _ in rows},
+        )
+
+    def ping(self) -> None:
+        self._read("SELECT 1", ())
+
+    # -- wake-ups from other nodes -------------------------------------------------------
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """LISTEN for other nodes' new work on a connection of its own (see module doc)."""
+        self._wake = wake
+        if self._opened:
+            self._start_listener()
+
+    def _start_listener(self) -> None:
+        if self._listener is not None:
+            return
+        self._listener = threading.Thread(
+            target=self._listen_loop, name="workstream-listen", daemon=True
+        )
+        self._listener.start()
+
+    def _listen_loop(self) -> None:
+        first_delay, max_delay = self._listen_backoff
+        delay = first_delay
+        connected_before = False
+        while not self._stop.is_set():
+            try:
+                conn = self._connect()
+            except psycopg.Error as exc:
+                log.warning(
+                    "listen connection failed (%s); retrying in %.1fs",
+                    _connect_reason(exc),
+                    delay,
+                    extra={"event": "listen_failed"},
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, max_delay)
+                continue
+            try:
+                with conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    if connected_before:
+                        log.warning(
+                            "listen connection re-established",
+                            extra={"event": "listen_reconnected"},
+                        )
+                    connected_before = True
+                    delay = first_delay
+                    self._listen_conn = conn
+                    self._call_wake()  # catch up on anything missed while away
+                    self._receive(conn)
+            except psycopg.Error as exc:
+                if self._stop.is_set():
+                    break
+                log.warning(
+                    "listen connection lost: %s; reconnecting in %.1fs",
+                    type(exc).__name__,
+                    delay,
+                    extra={"event": "listen_lost"},
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, max_delay)
+            finally:
+                self._listen_conn = None
+
+    def _receive(self, conn: psycopg.Connection[Any]) -> None:
+        while not self._stop.is_set():
+            woken = False
+            for notify in conn.notifies(timeout=0.25, stop_after=1):
+                woken = woken or notify.payload != self.token
+            if not woken:
+                continue
+            for _ in conn.notifies(timeout=0):  # coalesce a burst into one wake-up
+                pass
+            self._call_wake()
+
+    def _call_wake(self) -> None:
+        wake = self._wake
+        if wake is None:
+            return
+        try:
+            wake()
+        except Exception:
+            log.exception("wake-up callback failed", extra={"event": "listen_wake_failed"})
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
