@@ -30,6 +30,7 @@ class Answer:
     code: str | None  # the error body's code
     error: str | None  # the client-side exception, if any
     sent: bool  # False only when the connection was refused: nothing reached the server
+    request_id: str | None = None  # a 5xx's request id (also in the server's log)
 
 
 def post_job(
@@ -186,6 +187,7 @@ class LoadGenerator:
                     answer.job_id = parsed.get("id")
                 elif isinstance(parsed, dict):
                     answer.code = parsed.get("code")
+                    answer.request_id = parsed.get("request_id")
                 if status >= 400 and self._collector is not None:
                     self._collector.add("POST /jobs", status, headers, raw)
                 if headers.get("connection", "").lower() == "close":

@@ -60,6 +60,12 @@ def _storage_fault(
     assert {a.code for a in answers if a.status == 503} <= {"storage_unavailable", "service_busy"}
     assert integrity_check(harness.database_url) == "ok"
     assert status == 200 and health["status"] == "ok"
+    # Every 5xx names a request id, and the server logged it.
+    assert harness.server is not None
+    log = "\n".join(harness.server.lines)
+    for answer in answers:
+        if answer.status == 503:
+            assert answer.request_id and answer.request_id in log, answer
 
 
 def _quiet_registry(harness: Harness, load: Any) -> None:
