@@ -157,7 +157,7 @@ def _describe(exc: BaseException) -> str:
         return "storage is busy (rows are locked by another node); try again"
     if isinstance(exc, pg_errors.QueryCanceled):
         return "storage is busy (a database operation timed out); try again"
-    if isinstance(exc, pg_errors.TransactionRollbackError):
+    if isinstance(exc, pg_errors.TransactionRollback):
         return "storage is busy (conflicting concurrent writes); try again"
     if isinstance(exc, pg_errors.DiskFull):
         return "storage is full; nothing was stored"
