@@ -1,0 +1,57 @@
+"""`workstream serve` and `workstream migrate` with DATABASE_URL=postgresql://...: a
+database that cannot be reached stops start-up with one clear line (no password), and
+`migrate` creates the schema once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.serverproc import ServerProcess, run_workstream
+from tests.pg import scratch_database
+
+pytestmark = pytest.mark.postgres
+
+
+def env_for(workdir: Path, url: str) -> dict[str, str]:
+    return {**ServerProcess(workdir).env, "DATABASE_URL": url, "LOG_FORMAT": "text"}
+
+
+def test_serve_with_an_unreachable_database_exits_1_naming_it_without_the_password(
+    workdir: Path,
+) -> None:
+    url = "postgresql://worker:pa55-secret@127.0.0.1:1/ws_unreachable"
+    done = run_workstream(workdir, "serve", env=env_for(workdir, url), timeout=30)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.strip().splitlines() if "cannot start" in line]
+    assert len(lines) == 1, done.stderr
+    assert "postgresql://worker@127.0.0.1:1/ws_unreachable" in lines[0]
+    assert "connection refused" in lines[0]
+    assert "pa55-secret" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_migrate_creates_the_schema_once_and_serve_then_starts(workdir: Path) -> None:
+    with scratch_database("ws_cli") as db:
+        env = env_for(workdir, db.url)
+        first = run_workstream(workdir, "migrate", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "schema is up to date" in first.stdout
+        again = run_workstream(workdir, "migrate", env=env)
+        assert again.returncode == 0, again.stderr
+        assert db.execute("SELECT version FROM schema_migrations") == [(1,)]
+        assert db.execute("SELECT count(*) FROM jobs") == [(0,)]
+
+        server = ServerProcess(workdir, env={"DATABASE_URL": db.url}).start()
+        try:
+            status, _, body = server.request(
+                "POST", "/jobs", {"type": "echo", "payload": {"hello": "pg"}}
+            )
+            assert status == 201, body
+            server.wait_for_log("job_completed", job_id=body["id"])
+            assert db.execute("SELECT status FROM jobs WHERE id = %s", (body["id"],)) == [
+                ("completed",)
+            ]
+        finally:
+            server.stop()
