@@ -55,6 +55,7 @@ from workstream.actors.registry import (
     Swept,
     WriteHealth,
 )
+from workstream.actors.replies import Ticket
 from workstream.actors.sweeper import Sweeper, Tick
 from workstream.actors.ticker import Ticker
 from workstream.actors.worker import Worker
@@ -79,6 +80,10 @@ from workstream.units import json_problem, shorten
 log = logging.getLogger(__name__)
 
 CONTROL_TIMEOUT = 10.0  # bound on the engine's own asks during start-up and shutdown
+# Bound on waiting for a submission the Registry has begun to store, past REQUEST_TIMEOUT:
+# its transaction ends within the store's own timeouts (SQLite's busy timeout, PostgreSQL's
+# statement and lock timeouts, a few seconds each).
+STORE_BOUND = 30.0
 MAX_PAYLOAD_BYTES = 1_048_576  # as for a request body: what is stored is also served
 PAGE_BYTES = 4 * 1_048_576  # a page of GET /jobs stops growing past this much payload+result
 
@@ -311,11 +316,25 @@ class Engine:
         ref: pykka.ActorRef[Any],
         make: Callable[[pykka.ThreadingFuture[Any]], Any],
         timeout: float = CONTROL_TIMEOUT,
+        ticket: Ticket | None = None,
     ) -> Any:
+        """Tell `ref` a request and wait at most `timeout` for its answer. With a
+        `ticket`, a request the Registry has already begun to store is waited for until
+        its transaction ends (bounded by STORE_BOUND): it is answered with its outcome,
+        never with a 503 that would hide a stored job."""
         future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
         try:
             ref.tell(make(future))
-            return future.get(timeout=timeout)
+            try:
+                return future.get(timeout=timeout)
+            except pykka.Timeout:
+                if ticket is None or ticket.abandon():
+                    raise ServiceBusy(
+                        "the server did not answer in time; nothing was stored"
+                        if ticket is not None
+                        else "the server did not answer in time; the outcome is unknown"
+                    ) from None
+                return future.get(timeout=STORE_BOUND)
         except pykka.ActorDeadError:
             raise ShuttingDown("the server is shutting down") from None
         except pykka.Timeout:
@@ -324,10 +343,15 @@ class Engine:
                 "(check the job, or resubmit with the same Idempotency-Key)"
             ) from None
 
-    def _request(self, ref: pykka.ActorRef[Any] | None, make: Callable[[Any], Any]) -> Any:
+    def _request(
+        self,
+        ref: pykka.ActorRef[Any] | None,
+        make: Callable[[Any], Any],
+        ticket: Ticket | None = None,
+    ) -> Any:
         if self._draining.is_set() or ref is None:
             raise ShuttingDown("the server is shutting down")
-        return self._ask(ref, make, self.settings.request_timeout)
+        return self._ask(ref, make, self.settings.request_timeout, ticket)
 
     # -- JobService ---------------------------------------------------------------------
 
@@ -352,8 +376,7 @@ class Engine:
         if not checked:
             for index, spec in enumerate(specs):
                 self.check_job(spec, index if batch else None)
-        timeout = self.settings.request_timeout
-        deadline = time.monotonic() + timeout
+        ticket = Ticket()
         created: Created = self._request(
             self._dispatcher,
             lambda reply: Submit(
@@ -362,9 +385,10 @@ class Engine:
                     reply=reply,
                     idempotency_key=idempotency_key,
                     request_hash=request_hash,
-                    deadline=deadline,
+                    ticket=ticket,
                 )
             ),
+            ticket,
         )
         return Submission(created.jobs, created.created)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -303,3 +306,32 @@ def test_health_reports_storage_that_keeps_failing_writes(start_engine: EngineFa
         engine.store.transaction = original
     engine.submit([JobSpec("echo")])
     assert engine.health().ok
+
+
+def test_a_submission_whose_commit_outlasts_the_request_timeout_gets_its_job(
+    start_engine: EngineFactory,
+) -> None:
+    """The Registry has begun storing the job when the caller's REQUEST_TIMEOUT ends (a
+    slow disk, a database lock): the caller waits for the commit and gets its 201 rather
+    than a 503 for a job that is then stored."""
+    engine, _ = start_engine(request_timeout=0.2)
+    committing = threading.Event()
+    original = engine.store.transaction
+
+    @contextmanager
+    def slow_commit() -> Iterator[Any]:
+        with original() as tx:
+            yield tx
+            if tx.find_by_idempotency_key("slow") is not None:  # the batch storing our job
+                committing.set()
+                time.sleep(1.0)  # a commit five times longer than the request timeout
+
+    engine.store.transaction = slow_commit
+    try:
+        started = time.monotonic()
+        [job] = engine.submit([JobSpec("echo")], idempotency_key="slow", request_hash="h").jobs
+        waited = time.monotonic() - started
+    finally:
+        engine.store.transaction = original
+    assert committing.is_set() and waited >= 1.0
+    assert engine.get(job.id).id == job.id

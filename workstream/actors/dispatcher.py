@@ -14,6 +14,7 @@ alarm set with the Ticker for the earliest delayed job.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -131,15 +132,7 @@ class Dispatcher(pykka.ThreadingActor):
                 create.reply, error=ShuttingDown("the server is shutting down; not accepting jobs")
             )
             return
-        self._registry.tell(
-            Create(
-                specs=create.specs,
-                reply=create.reply,
-                limit=self._capacity,
-                idempotency_key=create.idempotency_key,
-                request_hash=create.request_hash,
-            )
-        )
+        self._registry.tell(dataclasses.replace(create, limit=self._capacity))
 
     def _worker_idle(self, message: WorkerIdle) -> None:
         self._workers.add(message.worker.actor_urn)

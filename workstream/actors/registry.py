@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,7 +144,6 @@ class Registry(pykka.ThreadingActor):
         lease_duration: float,
         default_max_retries: int,
         write_health: WriteHealth | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self._store = store
@@ -165,7 +163,6 @@ class Registry(pykka.ThreadingActor):
         self._running: dict[str, Job] = {}
         self._abandoned: dict[str, int] = {}  # job id -> attempt whose timed-out call runs on
         self._write_health = write_health or WriteHealth()
-        self._monotonic = monotonic
 
     # Every message is buffered; the flush runs them in one transaction.
     def on_receive(self, message: Any) -> Any:
@@ -261,9 +258,9 @@ class Registry(pykka.ThreadingActor):
     # -- command handlers (inside the batch's transaction) ------------------------------
 
     def _create(self, command: Create, tx: Transaction, batch: _Batch) -> Created:
-        if command.deadline is not None and self._monotonic() > command.deadline:
-            # Nobody waits for the answer any more (the client got a 503): storing the job
-            # now would make that 503 a lie.
+        if command.ticket is not None and not command.ticket.take():
+            # Nobody waits for the answer any more (the client got a 503 saying nothing
+            # was stored): storing the job now would make that answer a lie.
             raise ServiceBusy("the request waited too long; nothing was stored")
         now = batch.now
         key = command.idempotency_key
@@ -361,9 +358,7 @@ class Registry(pykka.ThreadingActor):
                     return
                 done = self._outcome(job, outcome, batch.now)
                 if not tx.update(done, job):
-                    raise StaleAttempt(
-                        f"job {job.id} changed while attempt {outcome.attempt} ran"
-                    )
+                    raise StaleAttempt(f"job {job.id} changed while attempt {outcome.attempt} ran")
         except StaleAttempt as exc:
             log.warning(
                 "late outcome refused: %s", exc, extra={"event": JOB_FENCED, "job_id": job.id}

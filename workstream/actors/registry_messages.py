@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workstream.actors.replies import Reply
+from workstream.actors.replies import Reply, Ticket
 from workstream.jobs.model import Job
 from workstream.jobs.spec import JobSpec
 
@@ -27,7 +27,7 @@ class Create:
     limit: int | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
-    deadline: float | None = None  # time.monotonic() after which the caller stopped waiting
+    ticket: Ticket | None = None  # settles a race with a caller that stops waiting
 
 
 @dataclass(frozen=True, slots=True)

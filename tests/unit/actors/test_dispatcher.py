@@ -23,6 +23,7 @@ from workstream.actors.dispatcher import (
 )
 from workstream.actors.events import JOB_COMPLETED, JOB_CREATED, JobEvent, JobEvents
 from workstream.actors.registry import Claim, Claimed, Create, Release
+from workstream.actors.replies import Ticket
 from workstream.errors import ShuttingDown, StorageUnavailable
 from workstream.jobs.spec import JobSpec
 
@@ -115,11 +116,16 @@ def disp(clock: FakeClock, actors: list[Any]) -> Harness:
 
 def test_submissions_go_to_the_registry_with_the_capacity_as_limit(disp: Harness) -> None:
     reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-    disp.ref.tell(Submit(Create([JobSpec("echo")], reply)))
+    ticket = Ticket()
+    sent = Create([JobSpec("echo")], reply, idempotency_key="k", request_hash="h", ticket=ticket)
+    disp.ref.tell(Submit(sent))
     disp.settle()
     [create] = [m for m in messages(disp.registry) if isinstance(m, Create)]
     assert create.limit == 5
     assert create.reply is reply
+    # Everything else goes through unchanged, the caller's ticket included.
+    assert (create.specs, create.idempotency_key, create.request_hash) == (sent.specs, "k", "h")
+    assert create.ticket is ticket
 
 
 def test_after_shutdown_begins_submissions_are_refused(disp: Harness) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -48,6 +47,7 @@ from workstream.actors.registry import (
     Swept,
     WriteHealth,
 )
+from workstream.actors.replies import Ticket
 from workstream.errors import (
     IdempotencyKeyReused,
     IllegalTransition,
@@ -548,10 +548,35 @@ def test_kept_outcomes_do_not_hold_new_requests_hostage(clock: FakeClock) -> Non
 
 
 def test_a_create_whose_caller_gave_up_is_not_stored(reg: Harness) -> None:
+    gave_up = Ticket()
+    assert gave_up.abandon()
     with pytest.raises(ServiceBusy):
-        reg.create(JobSpec("echo"), deadline=0.0)  # monotonic time 0 is long past
+        reg.create(JobSpec("echo"), ticket=gave_up)
     assert reg.store.all_jobs() == []
-    assert reg.create(JobSpec("echo"), deadline=time.monotonic() + 60).created
+    waiting = Ticket()
+    assert reg.create(JobSpec("echo"), ticket=waiting).created
+    assert not waiting.abandon(), "a stored job's caller must wait for the answer"
+
+
+def test_a_caller_that_gives_up_while_the_registry_stores_waits_for_the_outcome(
+    clock: FakeClock,
+) -> None:
+    store = GatedStore()
+    harness = Harness(clock, store)
+    try:
+        parked = hold_registry(harness, store)  # the Registry is busy in a transaction
+        ticket = Ticket()
+        created: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        harness.ref.tell(Create([JobSpec("echo")], created, ticket=ticket))
+        assert ticket.abandon()  # the caller gives up before the Registry reaches it
+        store.gate.set()
+        parked.get(timeout=2)
+        with pytest.raises(ServiceBusy):
+            created.get(timeout=2)
+        assert harness.store.all_jobs() == []  # its 503 said nothing was stored: true
+    finally:
+        store.gate.set()
+        harness.ref.stop()
 
 
 def test_repeated_commit_failures_show_in_write_health(clock: FakeClock) -> None:
