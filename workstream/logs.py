@@ -59,9 +59,27 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record. It formats two lines per job (started, completed), so
+    the time stamp's date and time are made once per second and the encoder is reused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")  # (a second, its "YYYY-MM-DDTHH:MM:SS")
+        self._encoder = json.JSONEncoder(default=str, ensure_ascii=False)
+
+    def _ts(self, created: float) -> str:
+        moment = datetime.fromtimestamp(created, UTC)  # rounds to microseconds, as before
+        second, stamp = self._second
+        if second != int(created) or moment.microsecond == 0:
+            full = moment.isoformat(timespec="milliseconds")
+            if moment.microsecond != 0:
+                self._second = (int(created), full[:19])
+            return full
+        return f"{stamp}.{moment.microsecond // 1000:03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._ts(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
         }
@@ -73,7 +91,7 @@ class JsonFormatter(logging.Formatter):
         line.update(extras)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return self._encoder.encode(line)
 
 
 def _default_event(record: logging.LogRecord) -> str:
