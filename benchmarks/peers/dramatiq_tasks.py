@@ -1,0 +1,16 @@
+import time
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from benchmarks.peers import REDIS_URL
+from benchmarks.record import record
+
+broker = RedisBroker(url=REDIS_URL, namespace="bench-dramatiq")
+dramatiq.set_broker(broker)
+
+
+@dramatiq.actor(max_retries=0)
+def noop(t0=0.0):
+    started = time.time()
+    record(t0, started)

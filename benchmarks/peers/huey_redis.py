@@ -1,0 +1,14 @@
+import time
+
+from huey import RedisHuey
+
+from benchmarks.peers import REDIS_URL
+from benchmarks.record import record
+
+huey = RedisHuey("bench-huey", url=REDIS_URL)
+
+
+@huey.task()
+def noop(t0=0.0):
+    started = time.time()
+    record(t0, started)

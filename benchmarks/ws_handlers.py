@@ -1,0 +1,12 @@
+"""The no-op job type WorkStream runs in the benchmarks (JOB_HANDLERS=benchmarks.ws_handlers)."""
+
+import time
+
+from benchmarks.record import record
+from workstream import handler
+
+
+@handler("bench_noop")
+def bench_noop(payload, job):
+    started = time.time()
+    record(payload.get("t0", 0.0) if isinstance(payload, dict) else 0.0, started)
