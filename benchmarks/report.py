@@ -80,7 +80,10 @@ def ratios(session: Session) -> list[str]:
     """Each target as a ratio from this run."""
     lines = []
     ws = _find(session, "drain", WS, "")
-    peers = [r for r in session.results if r.workload == "drain" and r.system != WS and r.values]
+    peers = [
+        r for r in session.results
+        if r.workload == "drain" and not r.system.startswith("WorkStream") and r.values
+    ]  # fmt: skip
     if ws and peers:
         best = max(peers, key=lambda r: r.median or 0)
         ratio = ws.median / best.median
@@ -88,6 +91,18 @@ def ratios(session: Session) -> list[str]:
             f"- Drain: WorkStream {_num(ws.median)} jobs/s = {ratio:.2f}x the fastest peer "
             f"({best.system}, {_num(best.median)} jobs/s); target >= 2x: {_check(ratio >= 2)}"
         )
+    procrastinate = _find(session, "drain", "procrastinate (PostgreSQL, concurrency 8)", "")
+    for nodes in ("1 node", "2 nodes"):
+        pg = _find(session, "drain", f"WorkStream (PostgreSQL, {nodes})", "")
+        if pg:
+            lines.append(
+                f"- Drain on PostgreSQL, {nodes}: {_num(pg.median)} jobs/s"
+                + (
+                    f" = {pg.median / procrastinate.median:.1f}x procrastinate on the same server"
+                    if procrastinate
+                    else ""
+                )
+            )
     single = _find(session, "http", WS, "POST /jobs, delayed")
     due = _find(session, "http", WS, "POST /jobs, due")
     ceiling = _find(session, "http", "bare Falcon + waitress (ceiling)", "POST /jobs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
@@ -28,9 +29,20 @@ from benchmarks.common import (
     wait_until,
 )
 from benchmarks.peers.runners import Peer, Procrastinate, all_peers
-from benchmarks.wsrun import JOB_TYPE, Server, count_status, preload
+from benchmarks.wsrun import (
+    JOB_TYPE,
+    Server,
+    count_status,
+    pg_count,
+    pg_create,
+    pg_drop,
+    pg_preload,
+    pg_url,
+    preload,
+)
 
 WS = "WorkStream (SQLite)"
+WS_PG = {1: "WorkStream (PostgreSQL, 1 node)", 2: "WorkStream (PostgreSQL, 2 nodes)"}
 WORKLOADS = ("drain", "http", "latency", "backlog", "overload")
 
 
@@ -142,6 +154,32 @@ def drain_workstream(session: Session, count: int) -> float:
     return count / (max(row[2] for row in rows) - started)
 
 
+def drain_workstream_pg(session: Session, count: int, nodes: int) -> float:
+    """`nodes` servers on one PostgreSQL database, the jobs stored before they start."""
+    folder = session.fresh(f"ws-pg{nodes}-drain")
+    records = folder / "records"
+    records.mkdir()
+    pg_preload(count)
+    servers = [
+        Server(folder, records, f"node{i}", DATABASE_URL=pg_url()) for i in range(1, nodes + 1)
+    ]
+    started = time.time()
+    for server in servers:
+        server.start()
+    try:
+        procs = [server.proc for server in servers]
+        _wait_records(records, count, procs, session.plan.drain_timeout, servers[0].log)
+    finally:
+        codes = [server.stop() for server in servers]
+    rows = record.read(records)
+    completed = pg_count("completed")
+    if len(rows) != count or completed != count:
+        raise NotRun(f"count mismatch: {len(rows)} run, {completed} completed of {count}")
+    if any(codes):
+        raise NotRun(f"workstream serve exited with {codes}")
+    return count / (max(row[2] for row in rows) - started)
+
+
 def drain_peer(session: Session, peer: Peer, count: int) -> float:
     folder = session.fresh(f"{peer.key}-drain")
     records = folder / "records"
@@ -169,6 +207,17 @@ def run_drain(session: Session) -> None:
     systems: list[tuple[str, Callable[[], float]]] = [
         (WS, lambda: drain_workstream(session, count))
     ]
+    try:
+        pg_create()
+    except NotRun as exc:
+        for nodes in (1, 2):
+            session.add(Result("drain", WS_PG[nodes], f"{count:,} no-op jobs", "jobs/s",
+                               not_run=str(exc)))  # fmt: skip
+    else:
+        for nodes in (1, 2):
+            systems.append(
+                (WS_PG[nodes], lambda nodes=nodes: drain_workstream_pg(session, count, nodes))
+            )
     for peer in session.peers:
         systems.append((peer.label, lambda peer=peer: drain_peer(session, peer, count)))
     results = {
@@ -191,6 +240,8 @@ def run_drain(session: Session) -> None:
     for name, result in results.items():
         if result.values:
             session.drain_rates[name] = statistics.median(result.values)
+    with contextlib.suppress(Exception):
+        pg_drop()
     _not_run(session, "drain", f"{count:,} no-op jobs", "jobs/s")
 
 

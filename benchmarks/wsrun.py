@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import sqlite3
 import subprocess
 import time
@@ -56,10 +57,12 @@ def count_status(path: Path, status: str) -> int:
 class Server:
     """One `workstream serve` process."""
 
-    def __init__(self, folder: Path, record_dir: Path, **settings: str) -> None:
+    def __init__(
+        self, folder: Path, record_dir: Path, name: str = "workstream", **settings: str
+    ) -> None:
         self.folder = folder
         self.db = folder / "workstream.db"
-        self.log = folder / "workstream.log"
+        self.log = folder / f"{name}.log"
         self.port = free_port()
         env = {
             "DATABASE_URL": f"sqlite:///{self.db}",
@@ -113,3 +116,64 @@ class Server:
             return None
         stop(self.proc, grace=40)
         return self.proc.returncode
+
+
+PG_ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DB = "bench_workstream"
+
+
+def pg_url() -> str:
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base}/{PG_DB}"
+
+
+def pg_create() -> None:
+    """A fresh database for WorkStream's PostgreSQL store (NotRun if unreachable)."""
+    from benchmarks.common import NotRun
+
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {PG_DB}")
+    except Exception as exc:
+        raise NotRun(f"PostgreSQL unreachable or refused ({type(exc).__name__})") from None
+
+
+def pg_drop() -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+
+
+def pg_preload(count: int, job_type: str = JOB_TYPE) -> None:
+    """Empty the jobs table (migrating it first) and store `count` pending, due jobs."""
+    import psycopg
+
+    from workstream.store import store_from_url
+
+    store = store_from_url(pg_url())
+    store.open()  # migrates
+    store.close()
+    now = time.time()
+    with psycopg.connect(pg_url()) as conn:
+        conn.execute("TRUNCATE jobs")
+        with conn.cursor().copy(
+            "COPY jobs (id, type, payload, status, attempts, retry_base, max_retries, "
+            "created_at, updated_at, run_at) FROM STDIN"
+        ) as copy:
+            for _ in range(count):
+                copy.write_row((str(uuid.uuid4()), job_type, "{}", "pending", 0, 0, 3,
+                                now, now, now))  # fmt: skip
+        conn.commit()
+    with psycopg.connect(pg_url(), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE jobs")
+
+
+def pg_count(status: str) -> int:
+    import psycopg
+
+    with psycopg.connect(pg_url()) as conn:
+        return conn.execute("SELECT count(*) FROM jobs WHERE status = %s", (status,)).fetchone()[0]
