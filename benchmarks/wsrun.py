@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from benchmarks.common import PYTHON, child_env, free_port, spawn, stop, wait_until
+from benchmarks.peers import SESSION
 from workstream.store.sqlite import COLUMNS, SqliteStore
 
 JOB_TYPE = "bench_noop"
@@ -119,7 +120,7 @@ class Server:
 
 
 PG_ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DB = "bench_workstream"
+PG_DB = f"bench_workstream_{SESSION}"
 
 
 def pg_url() -> str:

@@ -3,10 +3,10 @@ import time
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from benchmarks.peers import REDIS_URL
+from benchmarks.peers import REDIS_URL, SESSION
 from benchmarks.record import record
 
-broker = RedisBroker(url=REDIS_URL, namespace="bench-dramatiq")
+broker = RedisBroker(url=REDIS_URL, namespace=f"bench-dramatiq-{SESSION}")
 dramatiq.set_broker(broker)
 
 

@@ -2,10 +2,10 @@ import time
 
 from huey import RedisHuey
 
-from benchmarks.peers import REDIS_URL
+from benchmarks.peers import REDIS_URL, SESSION
 from benchmarks.record import record
 
-huey = RedisHuey("bench-huey", url=REDIS_URL)
+huey = RedisHuey(f"bench-huey-{SESSION}", url=REDIS_URL)
 
 
 @huey.task()

@@ -3,12 +3,13 @@ import time
 
 import procrastinate
 
+from benchmarks.peers import SESSION
 from benchmarks.record import record
 
 app = procrastinate.App(
     connector=procrastinate.PsycopgConnector(
         conninfo=os.environ.get(
-            "BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/bench_procrastinate"
+            "BENCH_PG_DSN", f"postgresql://postgres@127.0.0.1:5432/bench_procrastinate_{SESSION}"
         )
     )
 )

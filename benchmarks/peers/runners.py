@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BIN, NotRun
-from benchmarks.peers import REDIS_URL
+from benchmarks.peers import REDIS_URL, SESSION
 
 PG_ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DB = "bench_procrastinate"
+PG_DB = f"bench_procrastinate_{SESSION}"
 PG_DSN = os.environ.get("BENCH_PG_DSN", f"postgresql://postgres@127.0.0.1:5432/{PG_DB}")
 
 
@@ -82,7 +82,8 @@ class _RedisPeer(Peer):
         self._redis = _redis()
 
     def reset(self) -> None:
-        self._redis.flushdb()
+        for key in self._redis.scan_iter(match=f"*{SESSION}*", count=1000):
+            self._redis.delete(key)
 
 
 class Dramatiq(_RedisPeer):
@@ -182,7 +183,7 @@ class Rq(_RedisPeer):
         self._cmd = _command("rq")
         from rq import Queue
 
-        self._queue = Queue("bench", connection=self._redis)
+        self._queue = Queue(f"bench-rq-{SESSION}", connection=self._redis)
 
     def enqueue_many(self, count: int) -> None:
         from rq import Queue
@@ -206,7 +207,7 @@ class Rq(_RedisPeer):
     def worker_command(self) -> list[str]:
         return [
             self._cmd, "worker", "--worker-class", "rq.worker.SimpleWorker",
-            "--url", REDIS_URL, "bench",
+            "--url", REDIS_URL, f"bench-rq-{SESSION}",
         ]  # fmt: skip
 
 
