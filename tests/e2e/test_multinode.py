@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from tests.e2e.conftest import StartServer
-from tests.e2e.serverproc import ServerProcess, run_workstream, wait_until
+from tests.e2e.serverproc import ServerProcess, wait_until
 from tests.pg import fresh_database
 
 pytestmark = pytest.mark.postgres
@@ -311,22 +310,3 @@ def test_an_idempotency_key_sent_to_both_nodes_at_once_stores_one_job(
     assert statuses[201] == 1 and statuses[200] == 19, statuses
     assert len({job_id for _, job_id in answers}) == 1
     assert stats(nodes[0])["total_jobs_created"] + stats(nodes[1])["total_jobs_created"] == 1
-
-
-def test_migrate_creates_the_postgres_schema_once_and_hides_the_password(
-    tmp_path: Path, pg_url: str
-) -> None:
-    url = pg_url.replace("postgres@", "postgres:not-a-secret@", 1)  # trust auth ignores it
-    env = {**ServerProcess(tmp_path).env, "DATABASE_URL": url}
-    first = run_workstream(tmp_path, "migrate", env=env)
-    assert first.returncode == 0, first.stderr
-    assert "schema is up to date" in first.stdout
-    assert "not-a-secret" not in first.stdout + first.stderr
-    again = run_workstream(tmp_path, "migrate", env=env)  # nothing left to apply
-    assert again.returncode == 0, again.stderr
-    with psycopg.connect(pg_url) as conn:
-        versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        columns = conn.execute(
-            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'jobs'"
-        ).fetchone()
-    assert versions == [(1,)] and columns is not None and columns[0] >= 18
