@@ -16,7 +16,9 @@ server cannot be reached, tests FAIL with a message saying so: they never skip s
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,18 +32,33 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 ADMIN_URL = os.environ.get("WORKSTREAM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONNECT_TIMEOUT = 5
 
+# A test may restart the server: a server that says it is starting or stopping is waited
+# for up to RESTART_GRACE seconds, one that refuses connections up to REFUSED_GRACE (the
+# moment between stop and start), and then the test fails saying the server is not there.
+RESTART_GRACE = 30.0
+REFUSED_GRACE = 5.0
+_RESTARTING = ("starting up", "shutting down", "in recovery")
+_OURS = re.compile(r"^ws_[a-z_]+_(\d+)_[0-9a-f]{8}$")
+
 
 def admin_connect(url: str = ADMIN_URL) -> psycopg.Connection[Any]:
     """An autocommit connection, or a test failure that says the server is not there."""
-    try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {_safe(url)} ({exc}). The PostgreSQL tests need "
-            "the machine's server: start it (.ci/run does: pg_ctlcluster <version> main "
-            "start) or point WORKSTREAM_TEST_PG at one.",
-            pytrace=False,
-        )
+    started = time.monotonic()
+    while True:
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        except psycopg.OperationalError as exc:
+            text = str(exc).lower()
+            grace = RESTART_GRACE if any(w in text for w in _RESTARTING) else REFUSED_GRACE
+            if time.monotonic() - started < grace:
+                time.sleep(0.2)  # polling a server that is coming back: no event to wait on
+                continue
+            pytest.fail(
+                f"PostgreSQL is not reachable at {_safe(url)} ({exc}). The PostgreSQL tests "
+                "need the machine's server: start it (.ci/run does: pg_ctlcluster <version> "
+                "main start) or point WORKSTREAM_TEST_PG at one.",
+                pytrace=False,
+            )
 
 
 def database_url(name: str, base: str = ADMIN_URL) -> str:
@@ -109,8 +126,32 @@ class ScratchDatabase:
 def create_database(prefix: str = "ws_test") -> ScratchDatabase:
     name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     with admin_connect() as admin:
+        _drop_stale(admin)
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return ScratchDatabase(name=name, url=database_url(name))
+
+
+def _drop_stale(admin: psycopg.Connection[Any]) -> None:
+    """Drop the scratch databases of test processes that died before dropping theirs
+    (their names carry the pid of a process that no longer exists)."""
+    rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'ws\\_%'")
+    for (name,) in rows.fetchall():
+        match = _OURS.match(name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def drop_database(db: ScratchDatabase) -> None:

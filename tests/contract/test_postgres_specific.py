@@ -366,6 +366,68 @@ def test_a_value_postgresql_refuses_propagates_and_the_store_goes_on(opened):
     assert store.get(make_job(3).id) == make_job(3)
 
 
+def test_a_refused_value_in_an_update_of_a_held_row_fails_the_batch_at_commit(opened):
+    store = opened()
+    job = make_job(1)
+    insert(store, job)
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange), store.transaction() as tx:
+        held = tx.get(job.id)
+        assert tx.update(held.replace(attempts=2**40), held)  # decided here, sent later
+    assert store.get(job.id) == job
+    insert(store, make_job(2))  # the writer connection is fine
+    assert store.get(make_job(2).id) == make_job(2)
+
+
+# -- held rows: fenced updates decided in the transaction, sent together -----------------
+
+
+def test_updates_of_held_rows_are_seen_by_the_transactions_own_reads(opened):
+    store = opened()
+    insert(store, *[make_job(n) for n in range(1, 4)])
+    with store.transaction() as tx:
+        taken = []
+        for job in tx.claimable(NOW, 10):
+            claimed = states.claim(job, owner="node-a", now=NOW, lease=30)
+            assert tx.update(claimed, job)
+            taken.append(claimed)
+        assert tx.get(taken[0].id) == taken[0]  # from the pending write
+        assert tx.claimable(NOW, 10) == []  # the writes reached the database first
+        assert [job.id for job in tx.processing("node-a")] == [job.id for job in taken]
+        # A second write to the same row in the same transaction, fenced on the first.
+        done = states.complete(taken[0], attempt=1, owner="node-a", result=[1], now=NOW)
+        assert tx.update(taken[0], make_job(1)) is False  # stale fence: refused here
+        assert tx.update(done, taken[0])
+    assert store.get(taken[0].id) == done
+    assert [store.get(job.id) for job in taken[1:]] == taken[1:]
+
+
+def test_a_held_row_made_pending_again_notifies_other_nodes(opened):
+    node_a, node_b = opened(), opened()
+    running = make_job(1, status=PROCESSING, attempts=1, owner="node-a", lease_expires_at=NOW)
+    insert(node_a, running)
+    wakes = Wakes()
+    node_b.watch(wakes)
+    wait_for(lambda: wakes.count >= 1, "the wake-up after connecting")
+    with node_a.transaction() as tx:
+        held = tx.get(running.id)
+        assert tx.update(states.release(held, attempt=1, owner="node-a", now=NOW), held)
+    wait_for(lambda: wakes.count >= 2, "a wake-up for the released job")
+
+
+def test_a_held_row_that_changed_anyway_aborts_the_transaction(opened):
+    """Defence in depth: if a held row did not match when the pending writes are sent (a
+    bug), the transaction fails rather than losing the write silently."""
+    store = opened()
+    job = make_job(1)
+    insert(store, job)
+    with pytest.raises(RuntimeError, match="held rows changed"), store.transaction() as tx:
+        tx.get(job.id)
+        wrong = job.replace(attempts=7)
+        tx._held[job.id] = (wrong.status.value, wrong.attempts, None)  # corrupt the record
+        assert tx.update(wrong.replace(status=PROCESSING), wrong)
+    assert store.get(job.id) == job
+
+
 # -- outages: bounded, StorageUnavailable, recovery without reopening ----------------------
 
 FORBIDDEN = ("select", "insert", "update", "begin", "commit", "jobs", "127.0.0.1", "5432")

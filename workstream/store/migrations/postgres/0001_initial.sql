@@ -20,17 +20,23 @@ CREATE TABLE jobs (
     run_at           double precision,
     owner            text,
     lease_expires_at double precision,
-    idempotency_key  text UNIQUE,
+    idempotency_key  text,
     request_hash     text
 );
 
+-- Idempotency keys are unique among the jobs that have one (most have none: no index entry).
+CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+-- Every status change is a new row version in every index below (no HOT update), so there
+-- are few of them, and partial where a status picks the rows.
 -- Claims and capacity: pending jobs by due time, then submission order (the claim order).
 CREATE INDEX jobs_ready ON jobs (run_at, seq) WHERE status = 'pending';
 
--- The sweeper: failed jobs whose backoff is over, and expired leases.
+-- The sweeper: failed jobs whose backoff is over, and expired leases. (Processing jobs by
+-- owner, at start-up and shutdown only, use the status index below.)
 CREATE INDEX jobs_retry_due ON jobs (run_at) WHERE status = 'failed';
 CREATE INDEX jobs_by_lease ON jobs (lease_expires_at) WHERE status = 'processing';
-CREATE INDEX jobs_processing_by_owner ON jobs (owner, seq) WHERE status = 'processing';
 
 -- Listing filtered by status or type, in submission order.
 CREATE INDEX jobs_by_status_seq ON jobs (status, seq);
