@@ -122,7 +122,7 @@ def test_a_job_submitted_to_a_busy_node_starts_promptly_on_an_idle_one(
     start_server: StartServer, pg_url: str, ledger: Path
 ) -> None:
     # A sweep every minute: only LISTEN/NOTIFY can explain a prompt start on the other node.
-    env = node_env(pg_url, ledger, WORKER_COUNT="1", SWEEPER_INTERVAL="60s")
+    env = node_env(pg_url, ledger, WORKER_COUNT="1", SWEEPER_INTERVAL="60s", SHUTDOWN_TIMEOUT="1s")
     busy = start_server(env=env)
     blocker = submit(busy, {"sleep": 30})
     wait_until(lambda: entries(ledger, "start", blocker), timeout=10, what="the blocker started")
