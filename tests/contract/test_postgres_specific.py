@@ -481,7 +481,7 @@ def test_killed_sessions_cost_at_most_one_failure_and_then_the_store_works(opene
     assert store.counts(NOW).ready >= 2
 
 
-def test_a_session_killed_mid_transaction_fails_that_batch_only(opened, db):
+def test_a_session_killed_mid_transaction_fails_that_batch_only(opened, db, caplog):
     store = opened()
     insert(store, make_job(1))
     with pytest.raises(StorageUnavailable) as caught, store.transaction() as tx:
@@ -490,7 +490,10 @@ def test_a_session_killed_mid_transaction_fails_that_batch_only(opened, db):
         tx.get(make_job(1).id)
     assert_client_safe(caught.value.message, db)
     assert store.get(make_job(2).id) is None  # rolled back with the session
-    insert(store, make_job(3))  # the next batch reconnects by itself
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="workstream.store.postgres"):
+        insert(store, make_job(3))  # the next batch reconnects by itself
+    assert [getattr(r, "event", "") for r in caplog.records] == ["storage_reconnected"]
     assert [job.id for job in store.list().jobs] == [make_job(1).id, make_job(3).id]
 
 
@@ -625,6 +628,29 @@ def test_the_listener_reconnects_after_its_session_is_killed(opened, db, caplog)
     before = wakes.count
     insert(node_a, make_job(1))
     wait_for(lambda: wakes.count > before, "a wake-up on the new listening session")
+
+
+def test_the_listener_comes_back_after_an_outage_that_refused_connections(opened, db, caplog):
+    node_a = opened()
+    node_b = opened(listen_backoff=(0.05, 0.2))
+    wakes = Wakes()
+    node_b.watch(wakes)
+    wait_for(lambda: wakes.count >= 1, "the wake-up after connecting")
+    with caplog.at_level(logging.WARNING, logger="workstream.store.postgres"):
+        allow(db, False)
+        try:
+            db.terminate()
+            wait_for(
+                lambda: any(getattr(r, "event", "") == "listen_failed" for r in caplog.records),
+                "a failed attempt to listen again during the outage",
+            )
+        finally:
+            allow(db, True)
+        wait_for(lambda: wakes.count >= 2, "the wake-up after the outage")
+    assert any(getattr(r, "event", "") == "listen_reconnected" for r in caplog.records)
+    before = wakes.count
+    wait_for(lambda: _works(node_a), "node A to write again")
+    wait_for(lambda: wakes.count > before, "a wake-up for node A's job")
 
 
 def test_close_stops_the_listener_promptly(db):

@@ -468,13 +468,18 @@ class PostgresStore:
             connect_timeout=max(1, round(connect_timeout)),
             options=options,
             application_name="workstream",
+            # A peer that vanished without a word (host down, network cut): sent data left
+            # unacknowledged closes the connection after this long, and an idle connection
+            # (the listener) is probed by keepalives and dropped within about 11 s.
+            tcp_user_timeout=_ms(max(connect_timeout, statement_timeout) + 2.0),
             keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
+            keepalives_idle=5,
+            keepalives_interval=2,
             keepalives_count=3,
         )
         self.token = secrets.token_hex(8)  # this store's NOTIFY payload
         self._writer: psycopg.Connection[Any] | None = None
+        self._writer_lost = False  # dropped after a failure: log when it is back
         self._write_lock = threading.Lock()
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._opened = False
@@ -569,8 +574,10 @@ class PostgresStore:
             pool.close(timeout=5.0)
         with self._write_lock:
             self._drop_writer()
+            self._writer_lost = False
 
-    def _drop_writer(self) -> None:
+    def _drop_writer(self, lost: bool = False) -> None:
+        self._writer_lost = self._writer_lost or lost
         conn, self._writer = self._writer, None
         if conn is not None:
             with suppress(psycopg.Error):
@@ -612,12 +619,15 @@ class PostgresStore:
             try:
                 if self._writer is None:
                     self._writer = self._connect()
-                    if reused:
-                        log.warning("writer reconnected", extra={"event": "storage_reconnected"})
                 self._writer.execute("BEGIN")
+                if self._writer_lost:
+                    self._writer_lost = False
+                    log.warning(
+                        "database connection re-established", extra={"event": "storage_reconnected"}
+                    )
                 return self._writer
             except psycopg.Error as exc:
-                self._drop_writer()
+                self._drop_writer(lost=True)
                 if not reused or not _unavailable(exc):
                     log.warning("begin failed: %s", exc, extra={"event": "storage_error"})
                     raise StorageUnavailable(_describe(exc)) from exc
@@ -628,13 +638,13 @@ class PostgresStore:
 
     def _rollback(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken:
-            self._drop_writer()
+            self._drop_writer(lost=True)
             return
         try:
             conn.execute("ROLLBACK")
         except psycopg.Error:
             log.warning("rollback failed", extra={"event": "storage_error"})
-            self._drop_writer()
+            self._drop_writer(lost=True)
 
     # -- reads (any thread) -------------------------------------------------------------
 
