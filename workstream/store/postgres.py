@@ -81,6 +81,7 @@ COLUMNS = (
 _SELECT = f"SELECT {COLUMNS} FROM jobs"
 _STATUS = {status.value: status for status in JobStatus}
 _PENDING = JobStatus.PENDING
+_NO_BUDGET = 2**62  # list() without max_bytes
 
 _INSERT = (
     f"INSERT INTO jobs ({COLUMNS}) VALUES "
@@ -682,26 +683,24 @@ class PostgresStore:
         if job_type is not None:
             where.append("type = %s")
             params.append(_enc(job_type))
-        # First the sizes only (the page is cut by bytes without fetching big rows), then
-        # the chosen rows.
-        sizes = self._read(
-            "SELECT seq, octet_length(payload) + coalesce(octet_length(result), 0) "
-            f"FROM jobs WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s",
-            (*params, limit + 1),
+        # One statement (one snapshot): sizes of up to limit + 1 matching rows (the stored
+        # size: large values are not decompressed), the prefix that fits the budget (never
+        # less than one row), and only those rows fetched whole, each carrying how many of
+        # the rows looked at were left out (more than none: there is a next page).
+        rows = self._read(
+            "WITH page AS (SELECT seq, row_number() OVER w AS n, "
+            "sum(octet_length(payload) + coalesce(octet_length(result), 0)) OVER w AS running "
+            f"FROM (SELECT seq, payload, result FROM jobs WHERE {' AND '.join(where)} "
+            "ORDER BY seq LIMIT %s) AS candidates WINDOW w AS (ORDER BY seq)), "
+            "kept AS (SELECT seq FROM page WHERE n <= %s AND (n = 1 OR running <= %s)) "
+            f"SELECT (SELECT count(*) FROM page) - (SELECT count(*) FROM kept), seq, {COLUMNS} "
+            "FROM jobs WHERE seq IN (SELECT seq FROM kept) ORDER BY seq",
+            (*params, limit + 1, limit, _NO_BUDGET if max_bytes is None else max_bytes),
         )
-        chosen: list[int] = []
-        total = 0
-        more = False
-        for seq, size in sizes:
-            total += size
-            if len(chosen) == limit or (chosen and max_bytes is not None and total > max_bytes):
-                more = True
-                break
-            chosen.append(seq)
-        if not chosen:
+        if not rows:
             return JobPage([], None)
-        rows = self._read(f"{_SELECT} WHERE seq = ANY(%s) ORDER BY seq", (chosen,))
-        return JobPage([_row_to_job(row) for row in rows], chosen[-1] if more else None)
+        more = rows[0][0] > 0
+        return JobPage([_row_to_job(row[2:]) for row in rows], rows[-1][1] if more else None)
 
     def counts(self, now: float) -> Counts:
         rows = self._read(
