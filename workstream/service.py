@@ -27,12 +27,12 @@ from typing import Any
 import pykka
 
 from workstream.actors.dispatcher import (
-    Alarm,
     Dispatcher,
     DispatcherStatus,
     Status,
     StopHandout,
     Submit,
+    Wake,
 )
 from workstream.actors.events import (
     JOB_COMPLETED,
@@ -226,7 +226,7 @@ class Engine:
         if ref is None:
             return
         with contextlib.suppress(pykka.ActorDeadError):  # shutting down
-            ref.tell(Alarm())
+            ref.tell(Wake())
 
     def begin_shutdown(self) -> None:
         """Stop taking jobs (submissions get ShuttingDown, 503) and starting them (pending

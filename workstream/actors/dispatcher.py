@@ -59,7 +59,13 @@ class _ClaimDone:
 
 @dataclass(frozen=True, slots=True)
 class Alarm:
-    pass
+    """The one-shot alarm this Dispatcher scheduled (a delayed job's time) went off."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """From outside: work may be due that this process did not make (another node's
+    NOTIFY, the periodic look on a shared store)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,9 @@ class Dispatcher(pykka.ThreadingActor):
         self._handing_out = True
         self._maybe_due = True  # jobs may be due: claim when workers are idle
         self._claiming = False
+        # A wake-up came while a claim was in flight: that claim may have read the queue
+        # before the new work was committed, so its coming back short proves nothing.
+        self._woken_while_claiming = False
         self._alarm_at: float | None = None
         self._all_idle: threading.Event | None = None
 
@@ -149,7 +158,7 @@ class Dispatcher(pykka.ThreadingActor):
             if event.kind == JOB_CREATED and event.run_at is not None and event.run_at > now:
                 self._wake_at(event.run_at)
             else:
-                self._maybe_due = True
+                self._note_due()
         self._pump()
 
     def _claim_done(self, message: _ClaimDone) -> None:
@@ -167,7 +176,7 @@ class Dispatcher(pykka.ThreadingActor):
                 unplaced.append(job.id)
         if unplaced:
             self._registry.tell(Release(job_ids=unplaced))
-        if len(jobs) < message.asked:
+        if len(jobs) < message.asked and not self._woken_while_claiming:
             self._maybe_due = False
             if message.claimed.next_run_at is not None:
                 self._wake_at(message.claimed.next_run_at)
@@ -175,8 +184,19 @@ class Dispatcher(pykka.ThreadingActor):
 
     def _alarm(self, message: Alarm) -> None:
         self._alarm_at = None  # at worst a later alarm is still pending: a spare wake-up
-        self._maybe_due = True
+        self._note_due()
         self._pump()
+
+    def _wake(self, message: Wake) -> None:
+        # Not our alarm: the one scheduled (if any) is still pending, keep counting on it
+        # rather than scheduling its time again.
+        self._note_due()
+        self._pump()
+
+    def _note_due(self) -> None:
+        self._maybe_due = True
+        if self._claiming:
+            self._woken_while_claiming = True
 
     def _wake_at(self, when: float) -> None:
         if self._schedule is None:
@@ -191,6 +211,7 @@ class Dispatcher(pykka.ThreadingActor):
         if not (self._handing_out and self._idle and self._maybe_due) or self._claiming:
             return
         self._claiming = True
+        self._woken_while_claiming = False
         asked = len(self._idle)
         ref = self.actor_ref
 
@@ -225,6 +246,7 @@ class Dispatcher(pykka.ThreadingActor):
         JobEvents: _job_events,
         _ClaimDone: _claim_done,
         Alarm: _alarm,
+        Wake: _wake,
         StopHandout: _stop_handout,
         Status: _status,
     }

@@ -19,6 +19,7 @@ from workstream.actors.dispatcher import (
     Status,
     StopHandout,
     Submit,
+    Wake,
     WorkerIdle,
 )
 from workstream.actors.events import JOB_COMPLETED, JOB_CREATED, JobEvent, JobEvents
@@ -230,3 +231,33 @@ def test_stop_handout_releases_late_claims_and_reports_when_idle(disp: Harness) 
     disp.settle()
     assert all_idle.is_set()
     assert len(disp.claims()) == 2  # nothing claimed after the stop
+
+
+def test_a_wake_up_during_a_claim_is_not_lost_when_the_claim_comes_back_short(
+    disp: Harness,
+) -> None:
+    # Another node's NOTIFY arrives while our claim is in flight: that claim may have read
+    # the queue before the other node committed, so an empty answer proves nothing.
+    disp.script.holding = True
+    disp.add_workers(2)
+    disp.settle()
+    assert len(disp.claims()) == 1
+    disp.ref.tell(Wake())
+    disp.status()
+    disp.script.script.append(Claimed([], None))
+    disp.script.answer_held()
+    disp.settle()
+    assert len(disp.claims()) == 2, "the wake-up was swallowed by the claim in flight"
+
+
+def test_outside_wake_ups_do_not_pile_up_alarms_for_a_delayed_job(disp: Harness) -> None:
+    far = disp.clock.now + 86400.0  # a job delayed by a day
+    for _ in range(60):
+        disp.script.script.append(Claimed([], far))
+    disp.add_workers(1)
+    disp.settle()
+    for _ in range(50):  # 50 sweep-interval looks or NOTIFYs
+        disp.ref.tell(Wake())
+        disp.settle()
+    assert len(disp.claims()) == 51  # each wake-up looks again ...
+    assert disp.schedule.calls.count(far) == 1  # ... but the one alarm stays the one alarm
