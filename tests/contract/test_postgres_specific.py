@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from tests.pg import ScratchDatabase, admin_connect, scratch_database
-from workstream.errors import ConfigError, Conflict, StorageUnavailable
+from workstream.errors import ConfigError, Conflict, ServiceBusy, StorageUnavailable
 from workstream.jobs import states
 from workstream.jobs.model import Job, JobStatus
 from workstream.store import store_from_url
@@ -227,6 +227,25 @@ def test_admission_waits_for_another_nodes_admission_and_then_sees_it(opened, db
         assert "count" not in result
     other.join(WAIT)
     assert result == {"count": 1}  # B counted A's job, committed while it waited
+
+
+def test_a_node_stalled_while_admitting_costs_others_their_submissions_not_their_batch(opened):
+    """Node A took the admission lock and stopped before COMMIT (SIGSTOP, a long pause).
+    Node B's batch waits `lock_timeout` for it, then refuses its submissions (503) but
+    still commits the rest of the batch: claims, outcomes and renewals go on."""
+    node_a, node_b = opened(), opened(lock_timeout=0.5)
+    insert(node_b, make_job(1))
+    with node_a.transaction() as tx_a:
+        tx_a.count_ready(NOW, 10)  # holds the admission lock until A's transaction ends
+        with node_b.transaction() as tx_b:
+            [job] = tx_b.claimable(NOW, 10)
+            assert tx_b.update(states.claim(job, owner="node-b", now=NOW, lease=30.0), job)
+            with pytest.raises(ServiceBusy, match="held up by another node"):
+                tx_b.count_ready(NOW, 10)
+            tx_b.insert(make_job(2, run_at=NOW + 3600))  # the transaction is still usable
+    claimed = node_b.get(make_job(1).id)
+    assert claimed is not None and (claimed.status, claimed.owner) == (PROCESSING, "node-b")
+    assert node_b.get(make_job(2).id) is not None
 
 
 def test_an_idempotency_key_is_unique_across_nodes_and_the_transaction_stays_usable(opened):
@@ -498,19 +517,22 @@ def test_a_session_killed_mid_transaction_fails_that_batch_only(opened, db, capl
 
 
 def test_a_lock_held_outside_fails_the_write_after_the_lock_timeout(opened, db):
+    # A row lock (the admission lock has its own test: only submissions are refused).
     store = opened(lock_timeout=0.3)
+    job = make_job(1)
+    insert(store, job)
     with db.connect() as other:
         other.execute("BEGIN")
-        other.execute("SELECT pg_advisory_xact_lock(%s)", (ADMISSION_LOCK,))
+        other.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job.id,))
         started = time.monotonic()
         with pytest.raises(StorageUnavailable) as caught, store.transaction() as tx:
-            tx.count_ready(NOW, 10)
+            tx.get(job.id)
         assert 0.2 <= time.monotonic() - started < WAIT
         other.execute("ROLLBACK")
     assert "busy" in caught.value.message
     assert_client_safe(caught.value.message, db)
     with store.transaction() as tx:
-        assert tx.count_ready(NOW, 10) == 0
+        assert tx.get(job.id) == job
 
 
 def test_a_slow_statement_is_cut_by_the_statement_timeout(opened, db):

@@ -60,7 +60,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
-from workstream.errors import ConfigError, Conflict, StorageUnavailable
+from workstream.errors import ConfigError, Conflict, ServiceBusy, StorageUnavailable
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.base import Counts, JobPage
 from workstream.store.schema import load_migrations, split_sql
@@ -368,9 +368,7 @@ class PostgresTransaction:
 
     def count_ready(self, now: float, limit: int) -> int:
         if not self._admission_locked:
-            # Its own statement: the count below then sees every admission committed
-            # before the lock was granted (READ COMMITTED takes a snapshot per statement).
-            self._exec("SELECT pg_advisory_xact_lock(%s)", (ADMISSION_LOCK,))
+            self._lock_admission()
             self._admission_locked = True
         row = self._query(
             "SELECT count(*) FROM (SELECT 1 FROM jobs "
@@ -378,6 +376,28 @@ class PostgresTransaction:
             (now, limit),
         ).fetchone()
         return int(row[0]) if row else 0
+
+    def _lock_admission(self) -> None:
+        """Take the admission lock, in a statement of its own: the count that follows then
+        sees every admission committed before the lock was granted (READ COMMITTED takes
+        a snapshot per statement). Under a savepoint: if another node holds the lock past
+        `lock_timeout` (it stalled mid-transaction), only the submissions of this batch
+        are refused (ServiceBusy, 503); its claims, outcomes and renewals still commit."""
+        self.flush()
+        self._exec("SAVEPOINT admission", ())
+        try:
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADMISSION_LOCK,))
+        except pg_errors.LockNotAvailable:
+            self._exec("ROLLBACK TO SAVEPOINT admission", ())
+            raise ServiceBusy(
+                "admission is held up by another node (it stalled while admitting); "
+                "nothing was stored; try again"
+            ) from None
+        except psycopg.Error as exc:
+            if _unavailable(exc):
+                raise StorageUnavailable(_describe(exc)) from exc
+            raise
+        self._exec("RELEASE SAVEPOINT admission", ())
 
     def claimable(self, now: float, limit: int) -> list[Job]:
         return self._many(
