@@ -180,7 +180,9 @@ class Engine:
             clock=self._clock,
             schedule=self._ticker.at,
         )
-        self.events.subscribe_actor(self._dispatcher, kinds=MAKES_WORK)
+        # Told first: it starts work, and a job's start should not wait for its
+        # `job_created` log line and metrics (published on the Registry's thread).
+        self.events.subscribe_actor(self._dispatcher, kinds=MAKES_WORK, first=True)
         self._workers = [
             Worker.start(
                 name=f"worker-{index}",

@@ -78,21 +78,25 @@ class EventBus:
         self._lock = threading.Lock()
         self._listeners: tuple[tuple[Listener, frozenset[str] | None], ...] = ()
 
-    def subscribe(self, listener: Listener, kinds: Collection[str] | None = None) -> None:
-        """Call `listener(events)` with every published batch (only `kinds`, if given)."""
+    def subscribe(
+        self, listener: Listener, kinds: Collection[str] | None = None, *, first: bool = False
+    ) -> None:
+        """Call `listener(events)` with every published batch (only `kinds`, if given);
+        before the listeners subscribed so far if `first`."""
+        entry = (listener, None if kinds is None else frozenset(kinds))
         with self._lock:
-            self._listeners = (
-                *self._listeners,
-                (listener, None if kinds is None else frozenset(kinds)),
-            )
+            if first:
+                self._listeners = (entry, *self._listeners)
+            else:
+                self._listeners = (*self._listeners, entry)
 
     def subscribe_actor(
-        self, ref: pykka.ActorRef[Any], kinds: Collection[str] | None = None
+        self, ref: pykka.ActorRef[Any], kinds: Collection[str] | None = None, *, first: bool = False
     ) -> None:
         def deliver(events: Sequence[JobEvent]) -> None:
             ref.tell(JobEvents(events))
 
-        self.subscribe(deliver, kinds)
+        self.subscribe(deliver, kinds, first=first)
 
     def unsubscribe_all(self) -> None:
         with self._lock:

@@ -60,3 +60,13 @@ def test_a_stopped_actor_listener_is_ignored() -> None:
     ref.stop()
     bus.publish([event(JOB_CREATED)])  # no exception
     assert not ref.is_alive()
+
+
+def test_a_listener_subscribed_first_is_told_before_the_others() -> None:
+    bus = EventBus()
+    order: list[str] = []
+    bus.subscribe(lambda events: order.append("logs"))
+    bus.subscribe(lambda events: order.append("metrics"))
+    bus.subscribe(lambda events: order.append("dispatcher"), first=True)
+    bus.publish([event(JOB_CREATED)])
+    assert order == ["dispatcher", "logs", "metrics"]
