@@ -130,20 +130,6 @@ class JsonErrorChannel(HTTPChannel):
     request_began: float | None = None
     max_body: int  # set on each server's subclass (`_channel_class`)
 
-    def writable(self) -> bool:
-        """Waitress's test, minus the case where `handle_write` would do nothing: a
-        request is still being answered and its output is below `send_bytes`. Saying
-        "writable" then makes `poll()` return at once, so the loop thread spins and takes
-        the GIL from the very thread that must finish the request (21% of the loop's time
-        at 64 connections). The task pulls the trigger when it ends, so nothing waits."""
-        if (
-            self.requests
-            and not (self.will_close or self.close_when_flushed)
-            and self.total_outbufs_len < self.adj.send_bytes
-        ):
-            return False
-        return bool(super().writable())
-
     def received(self, data: bytes) -> bool:
         result = super().received(data)
         current = self.request  # None once every byte received so far formed requests
