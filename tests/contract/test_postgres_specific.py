@@ -6,7 +6,10 @@ killed session. Real PostgreSQL (tests/pg.py), no mocks."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -720,3 +723,79 @@ def test_describe_url_drops_the_password():
         describe_url("postgres://app:hunter2@db.example:6543/queue")
         == "postgresql://app@db.example:6543/queue"
     )
+
+
+class FreezingProxy:
+    """TCP between the store and PostgreSQL that can freeze: connections stay open (the
+    kernel still acknowledges what is sent) but nothing is relayed, as with a hung server
+    or pooler. Server-side timeouts cannot fire then; only the store's watchdog can."""
+
+    def __init__(self) -> None:
+        self.frozen = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", 5432))
+            self._sockets += [client, server]
+            threading.Thread(target=self._relay, args=(client, server), daemon=True).start()
+
+    def _relay(self, client: socket.socket, server: socket.socket) -> None:
+        peers = {client: server, server: client}
+        while True:
+            if self.frozen.is_set():
+                if self._closed:
+                    return
+                time.sleep(0.05)  # hold everything, answer nothing
+                continue
+            try:
+                ready, _, _ = select.select(list(peers), [], [], 0.05)
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    peers[sock].sendall(data)
+            except OSError:
+                return
+
+    _closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def test_a_frozen_server_cannot_hold_reads_writes_or_close_past_their_bounds(db):
+    proxy = FreezingProxy()
+    url = db.url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    store = PostgresStore(url, statement_timeout=0.5, lock_timeout=0.5, connect_timeout=1.0)
+    try:
+        store.open()
+        job = make_job(1)
+        insert(store, job)
+        assert store.get(job.id) == job
+        proxy.frozen.set()
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable):
+            store.get(job.id)  # read bound: statement_timeout + 2 s
+        assert time.monotonic() - started < 6.0
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable), store.transaction() as tx:
+            tx.insert(make_job(2))  # batch bound: 3 x 0.5 s + 2 s
+        assert time.monotonic() - started < 8.0
+        assert store._watchdog.cut >= 2
+    finally:
+        started = time.monotonic()
+        store.close()
+        assert time.monotonic() - started < 15.0
+        proxy.close()

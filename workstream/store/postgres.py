@@ -64,6 +64,7 @@ from workstream.errors import ConfigError, Conflict, ServiceBusy, StorageUnavail
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.base import Counts, JobPage
 from workstream.store.schema import load_migrations, split_sql
+from workstream.store.watchdog import Watchdog, shut_down
 from workstream.units import valid_text
 
 log = logging.getLogger(__name__)
@@ -508,6 +509,11 @@ class PostgresStore:
         self._listener: threading.Thread | None = None
         self._listen_conn: psycopg.Connection[Any] | None = None
         self._stop = threading.Event()
+        # Client-side bounds (see watchdog.py): a frozen server cannot hold a caller.
+        self._watchdog = Watchdog()
+        self._read_bound = statement_timeout + 2.0
+        self._check_bound = connect_timeout + 2.0
+        self._batch_bound = 3 * max(statement_timeout, lock_timeout) + 2.0
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -539,11 +545,12 @@ class PostgresStore:
             max_size=self._pool_size,
             timeout=self.pool_timeout,
             kwargs={"autocommit": True},
-            check=ConnectionPool.check_connection,
+            check=self._check_reader,
             name="workstream-readers",
             open=False,
         )
         self._pool.open(wait=False)
+        self._watchdog.start()
         self._stop.clear()
         self._opened = True
         if self._wake is not None:
@@ -593,9 +600,25 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close(timeout=5.0)
-        with self._write_lock:
+        if not self._write_lock.acquire(timeout=self._batch_bound + 1.0):
+            # The Registry's batch is stuck on the writer past its bound: cut it loose.
+            log.warning("closing: the writer is stuck; cutting its connection")
+            shut_down(self._writer)
+            if not self._write_lock.acquire(timeout=5.0):
+                log.error("closing: the writer did not let go", extra={"event": "storage_error"})
+                self._watchdog.stop()
+                return
+        try:
             self._drop_writer()
             self._writer_lost = False
+        finally:
+            self._write_lock.release()
+        self._watchdog.stop()
+
+    def _check_reader(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's check of a connection it hands out, under the watchdog."""
+        with self._watchdog.limit(lambda: conn, self._check_bound):
+            ConnectionPool.check_connection(conn)
 
     def _drop_writer(self, lost: bool = False) -> None:
         self._writer_lost = self._writer_lost or lost
@@ -608,7 +631,7 @@ class PostgresStore:
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
-        with self._write_lock:
+        with self._write_lock, self._watchdog.limit(lambda: self._writer, self._batch_bound):
             conn = self._begin()
             tx = PostgresTransaction(conn)
             try:
@@ -674,7 +697,7 @@ class PostgresStore:
         if pool is None or not self._opened:
             raise StorageUnavailable("storage is closed")
         try:
-            with pool.connection() as conn:
+            with pool.connection() as conn, self._watchdog.limit(lambda: conn, self._read_bound):
                 return conn.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             if not _unavailable(exc):
