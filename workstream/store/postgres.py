@@ -205,6 +205,30 @@ def describe_url(url: str) -> str:
     return f"postgresql://{user + '@' if user else ''}{host}:{port}/{dbname}"
 
 
+def _fence(job: Job) -> tuple[str, int, str | None]:
+    """What every update is fenced on, as stored: (status, attempts, owner)."""
+    return (job.status.value, job.attempts, _enc(job.owner))
+
+
+def _update_params(job: Job, key: str, fence: tuple[str, int, str | None]) -> tuple[Any, ...]:
+    """The parameters of `_UPDATE`: the job's new state, its id and the fence."""
+    return (
+        job.status.value,
+        job.attempts,
+        job.retry_base,
+        _enc(job.last_error),
+        None if job.result is None else _dumps(job.result),
+        job.updated_at,
+        job.started_at,
+        job.finished_at,
+        job.run_at,
+        _enc(job.owner),
+        job.lease_expires_at,
+        key,
+        *fence,
+    )
+
+
 # -- the transaction ------------------------------------------------------------------------
 
 
@@ -257,24 +281,7 @@ class PostgresTransaction:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        rows = [
-            (
-                job.status.value,
-                job.attempts,
-                job.retry_base,
-                _enc(job.last_error),
-                None if job.result is None else _dumps(job.result),
-                job.updated_at,
-                job.started_at,
-                job.finished_at,
-                job.run_at,
-                _enc(job.owner),
-                job.lease_expires_at,
-                key,
-                *fence,
-            )
-            for key, (job, fence) in pending.items()
-        ]
+        rows = [_update_params(job, key, fence) for key, (job, fence) in pending.items()]
         cursor = self._conn.cursor()
         try:
             cursor.executemany(_UPDATE, rows)
@@ -314,7 +321,7 @@ class PostgresTransaction:
         )
         if cursor.rowcount != 1:
             raise Conflict("a job with this id or idempotency key already exists")
-        self._held[key] = (job.status.value, job.attempts, _enc(job.owner))
+        self._held[key] = _fence(job)
         if job.status is _PENDING:
             self.notify = True
 
@@ -328,7 +335,7 @@ class PostgresTransaction:
 
     def update(self, job: Job, expected: Job) -> bool:
         key = _enc(job.id)
-        fence = (expected.status.value, expected.attempts, _enc(expected.owner))
+        fence = _fence(expected)
         now_held = self._held.get(key)
         if now_held is not None:
             # A row this transaction holds: the fence is decided here, exactly.
@@ -336,29 +343,12 @@ class PostgresTransaction:
                 return False
             stored = self._pending[key][1] if key in self._pending else now_held
             self._pending[key] = (job, stored)
-            self._held[key] = (job.status.value, job.attempts, _enc(job.owner))
+            self._held[key] = _fence(job)
         else:
-            cursor = self._exec(
-                _UPDATE,
-                (
-                    job.status.value,
-                    job.attempts,
-                    job.retry_base,
-                    _enc(job.last_error),
-                    None if job.result is None else _dumps(job.result),
-                    job.updated_at,
-                    job.started_at,
-                    job.finished_at,
-                    job.run_at,
-                    _enc(job.owner),
-                    job.lease_expires_at,
-                    key,
-                    *fence,
-                ),
-            )
+            cursor = self._exec(_UPDATE, _update_params(job, key, fence))
             if cursor.rowcount != 1:
                 return False
-            self._held[key] = (job.status.value, job.attempts, _enc(job.owner))
+            self._held[key] = _fence(job)
         if job.status is _PENDING:
             self.notify = True
         return True
