@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,3 +84,17 @@ def messages(ref: pykka.ActorRef[Any], timeout: float = 2.0) -> list[Any]:
     future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
     ref.tell(_Messages(future))
     return future.get(timeout=timeout)
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll a condition on something outside this process (a real server, a database
+    notification: there is no event to wait on) with a deadline; returns the predicate's
+    truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from tests.pg import ScratchDatabase, admin_connect, scratch_database
+from tests.support import wait_until
 from workstream.errors import ConfigError, Conflict, ServiceBusy, StorageUnavailable
 from workstream.jobs import states
 from workstream.jobs.model import Job, JobStatus
@@ -55,14 +56,7 @@ def insert(store: PostgresStore, *jobs: Job) -> None:
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = WAIT) -> object:
     """Poll for an asynchronous external event (a notification, a reconnection)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+    return wait_until(predicate, timeout, what, interval=0.01)
 
 
 @pytest.fixture

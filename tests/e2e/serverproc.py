@@ -182,16 +182,3 @@ def _decode(raw: bytes, headers: Any) -> Any:
     if "json" in (headers.get("Content-Type") or ""):
         return json.loads(raw)
     return raw.decode("utf-8", "replace")
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    """Poll a condition on the server's state (a real process: there is no event to wait
-    on) with a deadline; returns the predicate's truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)

@@ -12,7 +12,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import StartServer
-from tests.e2e.serverproc import REPO, ServerProcess, run_workstream, wait_until
+from tests.e2e.serverproc import REPO, ServerProcess, run_workstream
+from tests.support import wait_until
 
 PROBES = {"JOB_HANDLERS": "tests.e2e.probe_handlers"}
 

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import StartServer
-from tests.e2e.serverproc import ServerProcess, wait_until
+from tests.e2e.serverproc import ServerProcess
 from tests.pg import fresh_database
+from tests.support import wait_until
 
 pytestmark = pytest.mark.postgres
 

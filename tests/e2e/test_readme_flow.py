@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 from tests.e2e.conftest import StartServer
-from tests.e2e.serverproc import REPO, wait_until
+from tests.e2e.serverproc import REPO
+from tests.support import wait_until
 
 
 def readme_curl_commands() -> list[str]:

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.serverproc import wait_until
 from tests.reliability.checker import finished
 from tests.reliability.harness import Harness, RssSampler, scale
 from tests.reliability.load import Answer
+from tests.support import wait_until
 
 KILL_ENV = {"WORKER_COUNT": "4", "JOB_QUEUE_CAPACITY": "100000"}
 

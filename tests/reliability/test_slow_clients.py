@@ -18,10 +18,10 @@ import time
 
 import pytest
 
-from tests.e2e.serverproc import wait_until
 from tests.reliability.checker import Figures
 from tests.reliability.harness import Harness, scale
 from tests.reliability.load import Answer
+from tests.support import wait_until
 
 
 class Attackers:

@@ -18,10 +18,10 @@ import time
 import psutil
 import pytest
 
-from tests.e2e.serverproc import wait_until
 from tests.reliability.checker import Figures
 from tests.reliability.harness import Harness, report, scale
 from tests.reliability.ledger import sqlite_path
+from tests.support import wait_until
 
 BATCH = 100
 

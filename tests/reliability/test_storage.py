@@ -16,9 +16,9 @@ import sqlite3
 import time
 from typing import Any
 
-from tests.e2e.serverproc import wait_until
 from tests.reliability.harness import Harness
 from tests.reliability.ledger import integrity_check, sqlite_path
+from tests.support import wait_until
 
 
 def echo(seq: str) -> dict[str, Any]:
