@@ -46,7 +46,8 @@ def run_sigkills(harness: Harness, kills: int, scenario: str, seed: int) -> None
         assert harness.server is not None
         harness.server.kill()
         harness.start(**KILL_ENV)
-    time.sleep(0.5)
+    acked = load.count(201)
+    wait_until(lambda: load.count(201) >= acked + 10, 30, "service after the last restart")
     answers = load.stop()
     harness.wait_quiescent(timeout=120)
     rss.stop()
@@ -309,7 +310,8 @@ def test_poison_pills_end_failed_while_other_jobs_progress(harness: Harness) -> 
         time.sleep(0.1)
     assert harness.server is not None
     harness.wait_started(harness.server)
-    time.sleep(0.5)
+    acked = load.count(201)
+    wait_until(lambda: load.count(201) >= acked + 5, 30, "service after the poison jobs")
     answers = load.stop()
     harness.wait_quiescent(timeout=60)
     extra = [

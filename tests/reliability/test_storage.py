@@ -146,7 +146,8 @@ def test_a_second_server_on_the_same_database_refuses_and_the_first_serves_on(
 
     second = ServerProcess(harness.workdir, env={**harness.env, "PORT": "0"}).start(wait=False)
     code = second.wait(30)
-    time.sleep(0.5)
+    acked = load.count(201)
+    wait_until(lambda: load.count(201) >= acked + 10, 30, "the first server to serve on")
     answers = load.stop()
     harness.wait_quiescent(timeout=30)
     fig = harness.figures("second_server", answers, second_exit=code)
