@@ -97,7 +97,7 @@ def new_store(request: pytest.FixtureRequest, db_path: Path) -> StoreFactory:
     return lambda: PostgresStore(db.url)
 
 
-def _engine_factory(new_store: StoreFactory) -> tuple[EngineFactory, list[Engine]]:
+def engine_factory(new_store: StoreFactory) -> tuple[EngineFactory, list[Engine]]:
     engines: list[Engine] = []
 
     def start(handlers: Any = (), **settings: Any) -> tuple[Engine, Watcher]:
@@ -116,7 +116,7 @@ def _engine_factory(new_store: StoreFactory) -> tuple[EngineFactory, list[Engine
 def start_engine(new_store: StoreFactory) -> Iterator[EngineFactory]:
     """start_engine(handlers=[...], **settings) -> (engine, watcher), on each store kind;
     stopped at teardown."""
-    start, engines = _engine_factory(new_store)
+    start, engines = engine_factory(new_store)
     yield start
     for engine in engines:
         engine.stop()
@@ -125,7 +125,7 @@ def start_engine(new_store: StoreFactory) -> Iterator[EngineFactory]:
 @pytest.fixture
 def start_sqlite_engine(db_path: Path) -> Iterator[EngineFactory]:
     """start_engine on SQLite only, for what only SQLite does (its lock file)."""
-    start, engines = _engine_factory(lambda: SqliteStore(db_path))
+    start, engines = engine_factory(lambda: SqliteStore(db_path))
     yield start
     for engine in engines:
         engine.stop()

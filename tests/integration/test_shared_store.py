@@ -13,11 +13,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.integration.conftest import FAST, Watcher
+from tests.integration.conftest import Watcher, engine_factory
 from tests.support import make_job
 from workstream.actors.events import JOB_COMPLETED, JOB_RECOVERED
-from workstream.handlers import HandlerTable
-from workstream.handlers.builtin import HANDLERS
 from workstream.jobs.model import JobStatus
 from workstream.service import Engine
 from workstream.store.memory import MemoryStore
@@ -39,20 +37,9 @@ class SharedMemoryStore(MemoryStore):
 @pytest.fixture
 def shared() -> Iterator[tuple[SharedMemoryStore, Callable[[], tuple[Engine, Watcher]]]]:
     store = SharedMemoryStore()
-    engines: list[Engine] = []
-
-    def start() -> tuple[Engine, Watcher]:
-        # A sweep interval far beyond the test: only the store's wake-up can start work.
-        engine = Engine(
-            FAST.replace(sweeper_interval=600.0), store=store, handlers=HandlerTable(HANDLERS)
-        )
-        watcher = Watcher()
-        engine.events.subscribe(watcher)
-        engine.start()
-        engines.append(engine)
-        return engine, watcher
-
-    yield store, start
+    start, engines = engine_factory(lambda: store)
+    # A sweep interval far beyond the test: only the store's wake-up can start work.
+    yield store, lambda: start(sweeper_interval=600.0)
     for engine in engines:
         engine.stop()
 
