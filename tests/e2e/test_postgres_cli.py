@@ -57,3 +57,20 @@ def test_migrate_creates_the_schema_once_and_serve_then_starts(workdir: Path) ->
             ]
         finally:
             server.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("postgresql://worker:pa55-secret@127.0.0.1:5432/ws?sslmode=bogus", "sslmode"),
+        ("postgresql://worker:pa55-secret@127.0.0.1:notaport/ws", "notaport"),
+    ],
+)
+def test_a_bad_option_in_the_url_is_a_setting_error_exit_2(
+    workdir: Path, url: str, named: str
+) -> None:
+    done = run_workstream(workdir, "serve", env=env_for(workdir, url), timeout=30)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("workstream: DATABASE_URL: ") and named in line
+    assert "pa55-secret" not in done.stderr

@@ -192,6 +192,16 @@ def _connect_reason(exc: BaseException) -> str:
     return "cannot connect"
 
 
+_BAD_OPTION = re.compile(r"invalid [\w ]*(?:value|parameter)[^\n]*")
+
+
+def _bad_option(exc: BaseException) -> str | None:
+    """libpq's complaint about a connection option in the URL (a bad port, sslmode or
+    query parameter), or None when the failure is not about the URL's options."""
+    found = _BAD_OPTION.search(str(exc))
+    return found.group(0).strip() if found else None
+
+
 def describe_url(url: str) -> str:
     """`postgresql://user@host:port/dbname`, without the password (for messages)."""
     try:
@@ -517,6 +527,9 @@ class PostgresStore:
         try:
             self._writer = self._connect()
         except psycopg.Error as exc:
+            bad_option = _bad_option(exc)
+            if bad_option is not None:  # a setting to fix, not an outage to wait out
+                raise ConfigError(f"DATABASE_URL: {self.where}: {bad_option}") from None
             raise StorageUnavailable(
                 f"cannot connect to the database {self.where}: {_connect_reason(exc)}"
             ) from exc
