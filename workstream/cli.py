@@ -160,6 +160,8 @@ def _migrate(args: argparse.Namespace) -> int:
     store = store_from_url(settings.database_url)
     try:
         store.open()  # takes the lock and applies what is missing
+    except ConfigError:
+        raise  # a bad setting: exit 2, as for serve
     except WorkStreamError as exc:
         print(f"workstream: cannot migrate: {exc.message}", file=sys.stderr)
         return EXIT_FAILED

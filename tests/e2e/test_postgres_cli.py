@@ -69,8 +69,9 @@ def test_migrate_creates_the_schema_once_and_serve_then_starts(workdir: Path) ->
 def test_a_bad_option_in_the_url_is_a_setting_error_exit_2(
     workdir: Path, url: str, named: str
 ) -> None:
-    done = run_workstream(workdir, "serve", env=env_for(workdir, url), timeout=30)
-    assert done.returncode == 2, done.stderr
-    [line] = done.stderr.strip().splitlines()
-    assert line.startswith("workstream: DATABASE_URL: ") and named in line
-    assert "pa55-secret" not in done.stderr
+    for command in ("serve", "migrate"):
+        done = run_workstream(workdir, command, env=env_for(workdir, url), timeout=30)
+        assert done.returncode == 2, (command, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("workstream: DATABASE_URL: ") and named in line
+        assert "pa55-secret" not in done.stderr
