@@ -29,8 +29,6 @@ def _storage_fault(
     scenario: str,
     hold: Any,
     release: Any,
-    *,
-    expect_code: str | None = None,
     **env: str,
 ) -> None:
     harness.start(JOB_QUEUE_CAPACITY="100000", **env)
@@ -59,8 +57,6 @@ def _storage_fault(
     assert {a.status for a in answers} <= {201, 503}
     assert not bad_503
     assert {a.code for a in answers if a.status == 503} <= {"storage_unavailable", "service_busy"}
-    if expect_code is not None:
-        assert expect_code in codes
     assert integrity_check(harness.database_url) == "ok"
     assert status == 200 and health["status"] == "ok"
     # Every 5xx names a request id, and the server logged it.
@@ -89,9 +85,14 @@ def _lock_holder(harness: Harness) -> tuple[Any, Any]:
 def test_sqlite_write_lock_held_by_another_process_gives_503_then_resumes(
     harness: Harness,
 ) -> None:
-    """The lock is held past the store's busy timeout (5 s): the batches waiting on it
-    fail with 503 storage_unavailable; it is released while others wait."""
-    _storage_fault(harness, "db_locked", *_lock_holder(harness), expect_code="storage_unavailable")
+    """The lock is held past the store's busy timeout (5 s), then released while others
+    wait. Each refused submission gets 503 with Retry-After: `storage_unavailable` when
+    its own batch's lock wait ran out, `service_busy` when its request's wait
+    (REQUEST_TIMEOUT) ran out first, queued behind batches of outcomes that were waiting
+    on the lock. Which of the two a run sees depends on timing (CI saw only the second),
+    so the test accepts both and checks what matters: no 201 for an unstored job, no
+    500, nothing lost, an intact database, service resumed."""
+    _storage_fault(harness, "db_locked", *_lock_holder(harness))
 
 
 def test_a_lock_outlasting_the_request_timeout_never_stores_a_job_answered_503(
