@@ -396,3 +396,35 @@ def test_stop_lets_a_request_in_progress_send_its_answer():
         release.set()
         busy.close()
         idle.close()
+
+
+def test_the_loop_leaves_a_connection_alone_while_its_request_is_answered():
+    """While a request's task runs, its thread sends the response itself and pulls the
+    trigger when it ends, so the loop must not ask `poll()` for "writable" on that
+    connection: the task holds the buffer's lock while it sends, `handle_write` cannot
+    take it, and the loop would spin on the GIL the task needs (at 64 connections this cut
+    submissions to a fifth). Past the high watermark the task waits for the loop to drain
+    the buffer, and a closing connection must still be flushed: then it is writable."""
+    server, _ = _start(lambda environ, start_response: [])
+    ours, theirs = socket.socketpair()
+    try:
+        (listener,) = server._listeners()
+        channel = listener.channel_class(listener, ours, ("127.0.0.1", 1), listener.adj, map={})
+        assert not channel.writable()  # nothing to send
+
+        channel.total_outbufs_len = 345  # a response waiting to be sent
+        assert channel.writable()  # no request running: the loop sends it
+
+        channel.requests = [object()]  # ... while a request's task is running
+        assert not channel.writable()
+
+        channel.total_outbufs_len = listener.adj.outbuf_high_watermark + 1
+        assert channel.writable()  # the task waits for the loop to drain the buffer
+
+        channel.total_outbufs_len = 345
+        channel.close_when_flushed = True
+        assert channel.writable()
+    finally:
+        ours.close()
+        theirs.close()
+        server.stop(timeout=TIMEOUT)
