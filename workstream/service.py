@@ -37,6 +37,7 @@ from workstream.actors.dispatcher import (
 from workstream.actors.events import (
     JOB_COMPLETED,
     JOB_FAILED,
+    JOB_STARTED,
     MAKES_WORK,
     EventBus,
     JobEvent,
@@ -63,6 +64,7 @@ from workstream.config import Settings
 from workstream.errors import (
     InvalidRequest,
     NotFound,
+    QueueFull,
     ServiceBusy,
     ShuttingDown,
     StorageUnavailable,
@@ -74,6 +76,7 @@ from workstream.jobs.retry import RetryPolicy
 from workstream.jobs.spec import JobSpec
 from workstream.logs import log_job_events
 from workstream.metrics import Metrics
+from workstream.start_rate import StartRate
 from workstream.store.base import JobPage, Store
 from workstream.units import json_problem, shorten
 
@@ -124,6 +127,7 @@ class Engine:
         self.owner = owner or new_owner_id()
         self.metrics = metrics or Metrics(node=self.owner)
         self._clock = clock
+        self._start_rate = StartRate(clock)  # for the Retry-After of a 429
         self._new_id = new_id
         self._policy = RetryPolicy(settings.retry_backoff, settings.retry_backoff_max, jitter)
         self._ticker = Ticker(clock=clock)
@@ -148,6 +152,7 @@ class Engine:
         self.metrics.bind(self)
         self.events.subscribe(self.metrics.on_events)
         self.events.subscribe(log_job_events)
+        self.events.subscribe(self._start_rate.on_events, kinds=(JOB_STARTED,))
         self.store.open()
         try:
             self._start_actors()
@@ -379,19 +384,25 @@ class Engine:
             for index, spec in enumerate(specs):
                 self.check_job(spec, index if batch else None)
         ticket = Ticket()
-        created: Created = self._request(
-            self._dispatcher,
-            lambda reply: Submit(
-                Create(
-                    specs=specs,
-                    reply=reply,
-                    idempotency_key=idempotency_key,
-                    request_hash=request_hash,
-                    ticket=ticket,
-                )
-            ),
-            ticket,
-        )
+        try:
+            created: Created = self._request(
+                self._dispatcher,
+                lambda reply: Submit(
+                    Create(
+                        specs=specs,
+                        reply=reply,
+                        idempotency_key=idempotency_key,
+                        request_hash=request_hash,
+                        ticket=ticket,
+                    )
+                ),
+                ticket,
+            )
+        except QueueFull as refused:
+            now = self._clock()
+            due = sum(1 for spec in specs if spec.run_at is None or spec.run_at <= now)
+            refused.retry_after = self._start_rate.retry_after(due)
+            raise
         return Submission(created.jobs, created.created)
 
     def get(self, job_id: str) -> Job:

@@ -125,10 +125,14 @@ def test_capacity_refuses_past_its_limit_and_stores_nothing_refused(
         engine.submit([JobSpec("gate"), JobSpec("gate")])
         engine.submit([JobSpec("gate", run_at=9e9)])  # delayed: not counted
         engine.submit([JobSpec("gate")])
-        with pytest.raises(QueueFull):
+        with pytest.raises(QueueFull) as one:
             engine.submit([JobSpec("gate")])
-        with pytest.raises(QueueFull):
+        with pytest.raises(QueueFull) as two:
             engine.submit([JobSpec("gate")] * 2, batch=True)
+        # One job started while the engine watched (at least a second is counted), so
+        # places free at most once a second: two jobs need at least two.
+        assert 1 <= one.value.retry_after <= 10
+        assert 2 <= two.value.retry_after <= 10
         assert len(engine.list(limit=1000).jobs) == 5
         assert engine.stats()["jobs_rejected"] == 3
     finally:
