@@ -12,6 +12,9 @@ A command refused by the domain (unknown job, illegal transition, full queue) wr
 nothing and fails alone. A storage failure (locked, full) rolls back the whole batch:
 requests get `StorageUnavailable`; handler outcomes (`Finish`) are kept and written later,
 in a commit of their own, so a finished attempt is not forgotten while the disk is busy.
+A failed COMMIT may still have landed (the connection dropped after the server took it):
+the claims of such a batch are undone later by a fenced update, and a kept outcome found
+already stored counts as written (see `_flush`).
 Any other failure (a bug, a value the database refuses) re-runs the batch one command at a
 time, so that the command that breaks it fails alone (see docs/architecture.md).
 """
@@ -19,6 +22,7 @@ time, so that the command that breaks it fails alone (see docs/architecture.md).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -105,11 +109,21 @@ class _Flush:
 _FLUSH = _Flush()
 
 
+@dataclass(frozen=True, slots=True)
+class _Unclaim:
+    """Undo this process's claim of a job if a failed commit stored it after all."""
+
+    job_id: str
+
+
 @dataclass
 class _Batch:
     now: float
+    retrying: bool = False  # the batch of work kept from failed batches (see `_flush`)
     events: list[JobEvent] = field(default_factory=list)
     answers: list[tuple[Reply | None, Any, BaseException | None]] = field(default_factory=list)
+    claims: list[tuple[Job, Job]] = field(default_factory=list)  # (as read, as claimed)
+    released: list[Job] = field(default_factory=list)  # unconfirmed claims undone
 
 
 class WriteHealth:
@@ -162,6 +176,10 @@ class Registry(pykka.ThreadingActor):
         # outcome is written without reading the job back.
         self._running: dict[str, Job] = {}
         self._abandoned: dict[str, int] = {}  # job id -> attempt whose timed-out call runs on
+        # Claims whose batch failed to commit: id -> (the job before the claim, as claimed).
+        # The COMMIT may have landed all the same; until a later batch has undone the claim
+        # (or found it had not landed) no worker runs the job.
+        self._unconfirmed: dict[str, tuple[Job, Job]] = {}
         self._write_health = write_health or WriteHealth()
 
     # Every message is buffered; the flush runs them in one transaction.
@@ -177,25 +195,46 @@ class Registry(pykka.ThreadingActor):
     def _flush(self) -> None:
         unsaved, self._unsaved = self._unsaved, []
         commands, self._buffer = self._buffer, []
-        if unsaved:
-            # Outcomes kept from a failed batch go first and alone: if they fail again,
-            # the requests that arrived since are not held hostage.
-            self._commit(unsaved)
+        kept = [*self._unclaims(), *unsaved]
+        if kept:
+            # Work kept from failed batches goes first and alone: if it fails again, the
+            # requests that arrived since are not held hostage. A failed batch's COMMIT
+            # may have landed, so its claims are undone (fenced: a no-op if they had not
+            # landed) before this process claims again, and its outcomes are written.
+            self._commit(kept, retrying=True)
         if commands:
             self._commit(commands)
 
-    def _commit(self, commands: list[Any], isolate: bool = True) -> None:
-        batch = _Batch(now=self._clock())
+    def _unclaims(self) -> list[_Unclaim]:
+        """Undo the unconfirmed claims whose lease still runs; past it, the Sweeper's
+        recovery (attempt counted) owns the job."""
+        now = self._clock()
+        for job_id, (_, taken) in list(self._unconfirmed.items()):
+            if taken.lease_expires_at is None or taken.lease_expires_at <= now:
+                del self._unconfirmed[job_id]
+                log.warning(
+                    "unconfirmed claim of job %s left to lease expiry",
+                    job_id,
+                    extra={"event": "claim_release_expired", "job_id": job_id},
+                )
+        return [_Unclaim(job_id) for job_id in self._unconfirmed]
+
+    def _commit(self, commands: list[Any], isolate: bool = True, retrying: bool = False) -> None:
+        batch = _Batch(now=self._clock(), retrying=retrying)
         running_before = dict(self._running)
         abandoned_before = dict(self._abandoned)
+        unconfirmed_before = dict(self._unconfirmed)
         try:
             with self._store.transaction() as tx:
                 for command in commands:
                     self._apply(command, tx, batch)
         except StorageUnavailable as exc:
             # The store cannot write now (locked, full, gone): refuse the requests, keep
-            # the outcomes for a later batch.
+            # the outcomes for a later batch. The COMMIT may have landed all the same (the
+            # connection dropped while it ran): remember the claims, to undo them.
             self._running, self._abandoned = running_before, abandoned_before
+            self._unconfirmed = unconfirmed_before
+            self._remember_unconfirmed(batch.claims)
             self._write_health.consecutive_failures += 1
             self._unsaved += [c for c in commands if isinstance(c, Finish)]
             for command in commands:
@@ -206,16 +245,38 @@ class Registry(pykka.ThreadingActor):
             # A bug, or a value the store refuses. Find the command that breaks the batch
             # so that it alone fails: one poison command must not jam every later batch.
             self._running, self._abandoned = running_before, abandoned_before
+            self._unconfirmed = unconfirmed_before
             if isolate and len(commands) > 1:
                 for command in commands:
-                    self._commit([command], isolate=False)
+                    self._commit([command], isolate=False, retrying=retrying)
                 return
             self._refuse_broken(commands, exc)
             return
         self._write_health.consecutive_failures = 0
+        for _, taken in batch.claims:
+            self._unconfirmed.pop(taken.id, None)  # claimed again, for sure this time
+        for job in batch.released:
+            log.warning(
+                "claim of job %s (attempt %d) released: its commit was reported failed but "
+                "had landed, and no worker ran it",
+                job.id,
+                job.attempts,
+                extra={"event": "claim_released", "job_id": job.id, "attempt": job.attempts},
+            )
         for reply, value, error in batch.answers:
             answer(reply, value, error)
         self._events.publish(batch.events)
+
+    def _remember_unconfirmed(self, claims: list[tuple[Job, Job]]) -> None:
+        for before, taken in claims:
+            self._unconfirmed[taken.id] = (before, taken)
+        if claims:
+            log.warning(
+                "a claim of %d job(s) failed to commit; if it was stored all the same, "
+                "the next batch gives the jobs back",
+                len(claims),
+                extra={"event": "claim_unconfirmed"},
+            )
 
     def _refuse_broken(self, commands: list[Any], exc: Exception) -> None:
         log.error(
@@ -330,6 +391,7 @@ class Registry(pykka.ThreadingActor):
             if tx.update(taken, job):
                 claimed.append(taken)
                 self._running[taken.id] = taken
+                batch.claims.append((job, taken))
         next_run_at = tx.next_run_at(now) if len(claimed) < command.limit else None
         return Claimed(claimed, next_run_at)
 
@@ -360,21 +422,26 @@ class Registry(pykka.ThreadingActor):
                 if not tx.update(done, job):
                     raise StaleAttempt(f"job {job.id} changed while attempt {outcome.attempt} ran")
         except StaleAttempt as exc:
-            log.warning(
-                "late outcome refused: %s", exc, extra={"event": JOB_FENCED, "job_id": job.id}
-            )
-            batch.events.append(
-                JobEvent(
-                    JOB_FENCED,
-                    job.id,
-                    job.type,
-                    outcome.attempt,
-                    batch.now,
-                    worker=outcome.worker,
-                    reason="completed" if outcome.error is None else "failed",
+            if batch.retrying and self._stored_already(job, outcome):
+                # Kept from a batch whose COMMIT was reported failed but had landed: this
+                # outcome is stored; its events were never published.
+                done = job
+            else:
+                log.warning(
+                    "late outcome refused: %s", exc, extra={"event": JOB_FENCED, "job_id": job.id}
                 )
-            )
-            return
+                batch.events.append(
+                    JobEvent(
+                        JOB_FENCED,
+                        job.id,
+                        job.type,
+                        outcome.attempt,
+                        batch.now,
+                        worker=outcome.worker,
+                        reason="completed" if outcome.error is None else "failed",
+                    )
+                )
+                return
         kind = JOB_COMPLETED if outcome.error is None else JOB_FAILED
         batch.events.append(
             JobEvent(
@@ -390,6 +457,17 @@ class Registry(pykka.ThreadingActor):
                 run_at=done.run_at,
             )
         )
+
+    @staticmethod
+    def _stored_already(job: Job, outcome: Outcome) -> bool:
+        """Whether the stored `job` is what this very outcome made of it: the attempt ended
+        and was recorded as this outcome would record it. (Only this attempt's holder can
+        end it, so nobody else can have left it so.)"""
+        if job.attempts != outcome.attempt or job.owner is not None:
+            return False
+        if outcome.error is None:
+            return job.status is JobStatus.COMPLETED and _same_value(job.result, outcome.result)
+        return job.status is JobStatus.FAILED and job.last_error == states.clip_error(outcome.error)
 
     def _outcome(self, job: Job, outcome: Outcome, now: float) -> Job:
         """The job after this attempt (StaleAttempt if the attempt no longer holds it)."""
@@ -515,6 +593,30 @@ class Registry(pykka.ThreadingActor):
                 )
         return released
 
+    def _unclaim(self, command: _Unclaim, tx: Transaction, batch: _Batch) -> None:
+        entry = self._unconfirmed.pop(command.job_id, None)
+        if entry is None:
+            return
+        before, taken = entry
+        # Fenced on the claim (status, attempt, owner): if the claim had not landed, or the
+        # job moved on since (recovered, claimed by another node), nothing is written. The
+        # job goes back as it was before the claim (RELEASE: processing -> pending, the
+        # attempt uncounted).
+        if states.TRANSITIONS.get((taken.status, states.Action.RELEASE)) is not before.status:
+            raise IllegalTransition(f"cannot release a job that is {taken.status.value}")
+        if tx.update(before, taken):
+            batch.released.append(taken)
+            batch.events.append(
+                JobEvent(
+                    JOB_RELEASED,
+                    taken.id,
+                    taken.type,
+                    taken.attempts,
+                    batch.now,
+                    reason="unconfirmed_claim",
+                )
+            )
+
     def _barrier(self, command: Barrier, tx: Transaction, batch: _Batch) -> None:
         return None
 
@@ -530,4 +632,15 @@ class Registry(pykka.ThreadingActor):
         Release: _release,
         Barrier: _barrier,
         AttemptEnded: _attempt_ended,
+        _Unclaim: _unclaim,
     }
+
+
+def _same_value(stored: Any, given: Any) -> bool:
+    """Whether `stored` is `given` as it reads back from the store (through JSON)."""
+    if stored == given:
+        return True
+    try:
+        return bool(stored == json.loads(json.dumps(given)))
+    except (TypeError, ValueError):
+        return False
