@@ -444,6 +444,90 @@ def test_a_held_row_that_changed_anyway_aborts_the_transaction(opened):
     assert store.get(job.id) == job
 
 
+class CountingConnection:
+    """The writer connection, counting the round trips a transaction starts (statements
+    sent one by one; a pipelined `executemany` counts once)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+        self.sent: list[str] = []
+
+    def execute(self, query, params=None):
+        self.sent.append(str(query).split()[0])
+        return self._conn.execute(query, params)
+
+    def cursor(self):
+        self.sent.append("pipeline")
+        return self._conn.cursor()
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_outcomes_of_locked_rows_cost_one_round_trip_together(opened):
+    """Completions of jobs claimed in earlier batches: one SELECT ... FOR UPDATE for all
+    of them and their updates pipelined at commit, not one UPDATE round trip each."""
+    store = opened()
+    running = [
+        make_job(n, status=PROCESSING, attempts=1, owner="node-a", lease_expires_at=NOW + 30)
+        for n in range(1, 21)
+    ]
+    insert(store, *running)
+    stolen = running[7]
+    with store.transaction() as tx:  # another node took this one over
+        tx.update(stolen.replace(owner="node-b", attempts=2), stolen)
+    done = [states.complete(job, attempt=1, owner="node-a", result=n, now=NOW) for n, job in
+            enumerate(running)]  # fmt: skip
+    with store.transaction() as tx:
+        counting = tx._conn = CountingConnection(tx._conn)
+        tx.lock([job.id for job in running])
+        results = [tx.update(after, before) for after, before in zip(done, running, strict=True)]
+        assert counting.sent == ["SELECT"]
+    assert results == [job.id != stolen.id for job in running]
+    assert counting.sent == ["SELECT", "pipeline"]
+    for before, after in zip(running, done, strict=True):
+        if before.id == stolen.id:
+            assert store.get(before.id) == stolen.replace(owner="node-b", attempts=2)
+        else:
+            assert store.get(before.id) == after
+
+
+def test_lock_holds_the_rows_against_other_nodes_until_commit(opened):
+    """What makes deciding the fence locally exact: nobody else can change a locked row."""
+    node_a, node_b = opened(), opened(lock_timeout=0.3)
+    running = make_job(1, status=PROCESSING, attempts=1, owner="node-a", lease_expires_at=NOW)
+    insert(node_a, running)
+    recovered = states.recover(running, now=NOW, reason="lease expired")
+    done = states.complete(running, attempt=1, owner="node-a", result="r", now=NOW)
+    with node_a.transaction() as tx_a:
+        tx_a.lock([running.id])
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable), node_b.transaction() as tx_b:
+            tx_b.update(recovered, running)  # node B's sweeper, without SKIP LOCKED
+        assert 0.2 <= time.monotonic() - started < WAIT
+        assert tx_a.update(done, running)
+    with node_b.transaction() as tx_b:
+        assert tx_b.update(recovered, running) is False  # A's outcome landed first
+    assert node_b.get(running.id) == done
+
+
+def test_a_row_another_node_changed_before_the_lock_is_a_miss(opened):
+    node_a, node_b = opened(), opened()
+    running = make_job(1, status=PROCESSING, attempts=1, owner="node-a", lease_expires_at=NOW)
+    insert(node_a, running)
+    recovered = states.recover(running, now=NOW, reason="lease expired")
+    reclaimed = states.claim(recovered, owner="node-b", now=NOW, lease=30)
+    with node_b.transaction() as tx_b:
+        assert tx_b.update(recovered, running)
+        assert tx_b.update(reclaimed, recovered)
+    late = states.complete(running, attempt=1, owner="node-a", result="late", now=NOW)
+    with node_a.transaction() as tx_a:
+        tx_a.lock([running.id])
+        assert tx_a.update(late, running) is False
+        assert tx_a.get(running.id) == reclaimed
+    assert node_a.get(running.id) == reclaimed
+
+
 # -- outages: bounded, StorageUnavailable, recovery without reopening ----------------------
 
 FORBIDDEN = ("select", "insert", "update", "begin", "commit", "jobs", "127.0.0.1", "5432")

@@ -210,6 +210,107 @@ def test_a_late_completion_after_recovery_is_refused_by_the_row(store, jobs):
     assert store.get(running.id) == reclaimed
 
 
+# -- lock: rows whose fenced updates follow (PostgreSQL decides and pipelines them) --------
+
+
+def test_updates_after_lock_apply_hits_and_refuse_misses(store, jobs):
+    """The Registry locks the rows of a batch's outcomes first; each outcome's fenced update
+    must still be exact: applied on a match, refused (reported False) on a miss."""
+    hit_1 = jobs.add(PROCESSING, attempts=1, owner=OWNER)
+    hit_2 = jobs.add(PROCESSING, attempts=2, owner=OWNER)
+    taken_over = jobs.add(PROCESSING, attempts=2, owner="node-b")  # recovered, reclaimed
+    finished = jobs.add(JobStatus.COMPLETED)
+    ghost = jobs.new(PROCESSING, owner=OWNER)  # never stored
+    late_1 = states.complete(
+        taken_over.replace(attempts=1, owner=OWNER), attempt=1, owner=OWNER, result=1, now=NOW
+    )
+    late_2 = states.complete(
+        finished.replace(status=PROCESSING, owner=OWNER),
+        attempt=1,
+        owner=OWNER,
+        result=2,
+        now=NOW,
+    )
+    done_1 = states.complete(hit_1, attempt=1, owner=OWNER, result="one", now=NOW)
+    policy = RetryPolicy(base=2.0, cap=60.0, uniform=lambda low, high: 1.0)
+    done_2 = states.fail(hit_2, attempt=2, owner=OWNER, error="two", now=NOW, policy=policy)
+    with store.transaction() as tx:
+        tx.lock([hit_1.id, taken_over.id, hit_2.id, finished.id, ghost.id, hit_1.id])
+        assert tx.update(done_1, hit_1) is True
+        assert tx.update(late_1, taken_over.replace(attempts=1, owner=OWNER)) is False
+        assert tx.update(late_2, finished.replace(status=PROCESSING, owner=OWNER)) is False
+        assert tx.update(ghost.replace(status=JobStatus.COMPLETED), ghost) is False
+        assert tx.update(done_2, hit_2) is True
+        assert tx.update(done_2, hit_2) is False  # the row moved on in this transaction
+    assert store.get(hit_1.id) == done_1
+    assert store.get(hit_2.id) == done_2
+    assert store.get(taken_over.id) == taken_over
+    assert store.get(finished.id) == finished
+    assert store.get(ghost.id) is None
+
+
+def test_a_batch_mixing_locked_claimed_and_read_rows_stays_consistent(store, jobs):
+    """Claims (rows read FOR UPDATE), outcomes of locked rows and reads in one transaction:
+    every read sees the writes made before it, and every fence the row as it is by then."""
+    running = [jobs.add(PROCESSING, attempts=1, owner=OWNER) for _ in range(3)]
+    waiting = [jobs.add() for _ in range(2)]
+    with store.transaction() as tx:
+        tx.lock([job.id for job in running])
+        claimed = []
+        for job in tx.claimable(NOW, 10):
+            taken = states.claim(job, owner=OWNER, now=NOW, lease=30)
+            assert tx.update(taken, job)
+            claimed.append(taken)
+        assert [job.id for job in claimed] == [job.id for job in waiting]
+        done = states.complete(running[0], attempt=1, owner=OWNER, result="r", now=NOW)
+        assert tx.update(done, running[0])
+        released = states.release(running[1], attempt=1, owner=OWNER, now=NOW)
+        assert tx.update(released, running[1])
+        # Reads after the writes see them.
+        assert tx.get(running[0].id) == done
+        assert [job.id for job in tx.processing(OWNER)] == [
+            running[2].id,
+            *[job.id for job in claimed],
+        ]
+        assert [job.id for job in tx.claimable(NOW, 10)] == [running[1].id]
+        # A later write is fenced on the row as this transaction left it.
+        late = states.complete(running[1], attempt=1, owner=OWNER, result="late", now=NOW)
+        assert tx.update(late, running[1]) is False
+        again = states.claim(released, owner=OWNER, now=NOW, lease=30)
+        assert tx.update(again, released)
+        assert tx.update(done, running[0]) is False
+    assert store.get(running[0].id) == done
+    assert store.get(running[1].id) == again
+    assert store.get(running[2].id) == running[2]
+    assert [store.get(job.id) for job in waiting] == claimed
+
+
+def test_lock_after_a_write_of_the_same_transaction_keeps_that_write(store, jobs):
+    running = jobs.add(PROCESSING, attempts=1, owner=OWNER)
+    recovered = states.recover(running, now=NOW, reason="lease expired")
+    with store.transaction() as tx:
+        assert tx.update(recovered, running)
+        tx.lock([running.id])
+        late = states.complete(running, attempt=1, owner=OWNER, result="late", now=NOW)
+        assert tx.update(late, running) is False
+        assert tx.get(running.id) == recovered
+    assert store.get(running.id) == recovered
+
+
+def test_updates_after_lock_in_a_rolled_back_transaction_write_nothing(store, jobs):
+    running = jobs.add(PROCESSING, attempts=1, owner=OWNER)
+    done = states.complete(running, attempt=1, owner=OWNER, result="r", now=NOW)
+    with pytest.raises(Boom), store.transaction() as tx:
+        tx.lock([running.id])
+        assert tx.update(done, running)
+        raise Boom
+    assert store.get(running.id) == running
+    with store.transaction() as tx:  # and the row is free again
+        tx.lock([running.id])
+        assert tx.update(done, running)
+    assert store.get(running.id) == done
+
+
 # -- idempotency keys -------------------------------------------------------------------
 
 

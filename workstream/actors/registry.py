@@ -226,6 +226,9 @@ class Registry(pykka.ThreadingActor):
         unconfirmed_before = dict(self._unconfirmed)
         try:
             with self._store.transaction() as tx:
+                # The outcomes' rows, locked in one go: their fenced updates are then
+                # decided from that read and written together (see Transaction.lock).
+                tx.lock([c.outcome.job_id for c in commands if isinstance(c, Finish)])
                 for command in commands:
                     self._apply(command, tx, batch)
         except StorageUnavailable as exc:

@@ -49,6 +49,14 @@ class Transaction(Protocol):
         """Write `job` only if the stored row still has `expected`'s status, attempts and
         owner (fencing). Returns whether it was written."""
 
+    def lock(self, job_ids: list[str]) -> None:
+        """A hint: fenced updates of these jobs may follow in this transaction. A store with
+        row locks locks their rows now, all in one go, so that each later `update` of them
+        is decided from what was read (exactly: nobody else can change a locked row) and
+        written with the others instead of costing a round trip of its own. Changes nothing
+        that a read or an update of this transaction sees; unknown ids are ignored. Stores
+        without row locks do nothing."""
+
     def find_by_idempotency_key(self, key: str) -> Job | None: ...
 
     def count_ready(self, now: float, limit: int) -> int:

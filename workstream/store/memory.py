@@ -56,6 +56,9 @@ class MemoryTransaction:
         self.staged[job.id] = job
         return True
 
+    def lock(self, job_ids: list[str]) -> None:
+        pass  # one writer at a time: nothing to lock (see base.Transaction.lock)
+
     def find_by_idempotency_key(self, key: str) -> Job | None:
         for job in self._all():
             if job.idempotency_key == key:

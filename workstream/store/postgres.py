@@ -34,7 +34,11 @@ Concurrency between nodes:
   the transaction stays usable without a savepoint round trip per insert.
 - A fenced update of a row the transaction already holds (read `FOR UPDATE`, claimed,
   inserted) is decided from what it read and sent with the others, pipelined, before the
-  next query and at commit: one round trip per batch instead of one per job.
+  next query and at commit: one round trip per batch instead of one per job. Rows the
+  Registry is about to update without having read them in this transaction (the outcomes
+  of jobs claimed in earlier batches) are locked first, all in one `SELECT … FOR UPDATE`
+  (`lock`), so that their updates are decided and sent the same way: one round trip for
+  all of a batch's outcomes instead of one UPDATE each.
 - Wake-ups: a transaction that inserted a job or made one `pending` sends one
   `NOTIFY workstream_jobs` just before COMMIT (delivered only if it commits), carrying this
   store's token so that a node ignores its own notifications.
@@ -249,7 +253,8 @@ class PostgresTransaction:
     sweeper's queries, `processing`, or inserted here) are decided at once from what it
     read — nobody else can change a row it has locked — and written together, pipelined,
     before the next query that could see them and at commit. That saves a
-    round trip per claimed or finished job. Updates of other rows run at once.
+    round trip per claimed or finished job. `lock` makes rows held ahead of their updates
+    (one query for many rows); updates of rows not held run at once.
     """
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
@@ -362,6 +367,23 @@ class PostgresTransaction:
         if job.status is _PENDING:
             self.notify = True
         return True
+
+    def lock(self, job_ids: list[str]) -> None:
+        """Lock the rows of `job_ids` not yet held, in one statement (in id order, as any
+        other node locking several of them does), and remember their fences: their fenced
+        updates are then decided here, exactly as the UPDATE would decide them, and
+        pipelined. Reads only the fence; `get` still reads a whole row. Pending writes
+        are to held rows only, so nothing needs to be flushed first."""
+        keys = sorted({_enc(job_id) for job_id in job_ids}.difference(self._held))
+        if not keys:
+            return
+        rows = self._exec(
+            "SELECT id, status, attempts, owner FROM jobs WHERE id = ANY(%s) "
+            "ORDER BY id FOR UPDATE",
+            (keys,),
+        ).fetchall()
+        for key, status, attempts, owner in rows:
+            self._held[key] = (status, attempts, owner)
 
     def find_by_idempotency_key(self, key: str) -> Job | None:
         found = self._many(f"{_SELECT} WHERE idempotency_key = %s FOR UPDATE", (_enc(key),))

@@ -157,6 +157,9 @@ class SqliteTransaction:
         )
         return cursor.rowcount == 1
 
+    def lock(self, job_ids: list[str]) -> None:
+        pass  # the write transaction holds the whole database (see base.Transaction.lock)
+
     def find_by_idempotency_key(self, key: str) -> Job | None:
         return self._one(f"{_SELECT} WHERE idempotency_key = ?", (key,))
 
