@@ -445,20 +445,44 @@ def test_a_held_row_that_changed_anyway_aborts_the_transaction(opened):
 
 
 class CountingConnection:
-    """The writer connection, counting the round trips a transaction starts (statements
-    sent one by one; a pipelined `executemany` counts once)."""
+    """The writer connection, recording each round trip a transaction makes: the first word
+    of each statement sent in it (a pipeline is one round trip)."""
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self._conn = conn
-        self.sent: list[str] = []
+        self.trips: list[list[str]] = []
+        self._trip: list[str] | None = None
+
+    def _sent(self, word: str) -> None:
+        if self._trip is None:
+            self.trips.append([word])
+        else:
+            self._trip.append(word)
 
     def execute(self, query, params=None):
-        self.sent.append(str(query).split()[0])
+        self._sent(str(query).split()[0])
         return self._conn.execute(query, params)
 
     def cursor(self):
-        self.sent.append("pipeline")
-        return self._conn.cursor()
+        counting, cursor = self, self._conn.cursor()
+
+        class Cursor:
+            def executemany(self, query, rows):
+                rows = list(rows)
+                counting._sent(f"{len(rows)} x {str(query).split()[0]}")
+                return cursor.executemany(query, rows)
+
+        return Cursor()
+
+    @contextlib.contextmanager
+    def pipeline(self):
+        self._trip = []
+        try:
+            with self._conn.pipeline() as pipeline:
+                yield pipeline
+        finally:
+            self.trips.append(self._trip)
+            self._trip = None
 
     def __getattr__(self, name):
         return getattr(self._conn, name)
@@ -466,7 +490,7 @@ class CountingConnection:
 
 def test_outcomes_of_locked_rows_cost_one_round_trip_together(opened):
     """Completions of jobs claimed in earlier batches: one SELECT ... FOR UPDATE for all
-    of them and their updates pipelined at commit, not one UPDATE round trip each."""
+    of them (with BEGIN), their updates sent with COMMIT; not one UPDATE round trip each."""
     store = opened()
     running = [
         make_job(n, status=PROCESSING, attempts=1, owner="node-a", lease_expires_at=NOW + 30)
@@ -482,14 +506,51 @@ def test_outcomes_of_locked_rows_cost_one_round_trip_together(opened):
         counting = tx._conn = CountingConnection(tx._conn)
         tx.lock([job.id for job in running])
         results = [tx.update(after, before) for after, before in zip(done, running, strict=True)]
-        assert counting.sent == ["SELECT"]
+        assert counting.trips == [["BEGIN", "SELECT"]]
     assert results == [job.id != stolen.id for job in running]
-    assert counting.sent == ["SELECT", "pipeline"]
+    assert counting.trips == [["BEGIN", "SELECT"], ["19 x WITH", "COMMIT"]]
     for before, after in zip(running, done, strict=True):
         if before.id == stolen.id:
             assert store.get(before.id) == stolen.replace(owner="node-b", attempts=2)
         else:
             assert store.get(before.id) == after
+
+
+def test_a_batch_of_outcomes_and_a_claim_is_three_round_trips(opened):
+    store = opened()
+    running = [make_job(n, status=PROCESSING, attempts=1, owner="node-a") for n in range(1, 4)]
+    waiting = [make_job(n) for n in range(4, 8)]
+    insert(store, *running, *waiting)
+    with store.transaction() as tx:
+        counting = tx._conn = CountingConnection(tx._conn)
+        tx.lock([job.id for job in running])  # BEGIN with the lock
+        for job in running:
+            assert tx.update(
+                states.complete(job, attempt=1, owner="node-a", result=0, now=NOW), job
+            )
+        claimed = []
+        for job in tx.claimable(NOW, 10):  # the outcomes' updates go first
+            claimed.append(states.claim(job, owner="node-a", now=NOW, lease=30))
+            assert tx.update(claimed[-1], job)
+    assert counting.trips == [["BEGIN", "SELECT"], ["3 x WITH", "SELECT"], ["4 x WITH", "COMMIT"]]
+    assert [store.get(job.id) for job in waiting] == claimed
+    assert {store.get(job.id).status for job in running} == {JobStatus.COMPLETED}
+
+
+def test_an_empty_transaction_still_reaches_the_database_in_one_round_trip(opened, db):
+    store = opened()
+    with store.transaction() as tx:
+        counting = tx._conn = CountingConnection(tx._conn)
+    assert counting.trips == [["BEGIN", "COMMIT"]]
+    allow(db, connections=False)
+    try:
+        db.terminate()
+        with pytest.raises(StorageUnavailable), store.transaction():
+            pass  # a batch with nothing to write still tells that the database is gone
+    finally:
+        allow(db, connections=True)
+    with store.transaction():
+        pass
 
 
 def test_lock_holds_the_rows_against_other_nodes_until_commit(opened):
@@ -579,6 +640,22 @@ def test_killed_sessions_cost_at_most_one_failure_and_then_the_store_works(opene
     assert store.get(make_job(3).id) == make_job(3)
     store.ping()
     assert store.counts(NOW).ready >= 2
+
+
+def test_a_writer_killed_while_idle_is_replaced_without_failing_the_next_batch(opened, db, caplog):
+    """BEGIN goes with the first statement: a dead idle connection is found there, before
+    anything of the batch ran, and that round trip goes again on a new connection."""
+    store = opened()
+    insert(store, make_job(1))
+    db.terminate()
+    caplog.clear()
+    logs = caplog.at_level(logging.WARNING, logger="workstream.store.postgres")
+    with logs, store.transaction() as tx:
+        assert tx.get(make_job(1).id) == make_job(1)
+        tx.insert(make_job(2))
+    ours = [r for r in caplog.records if r.name == "workstream.store.postgres"]
+    assert [getattr(r, "event", "") for r in ours] == ["storage_reconnected"]
+    assert store.get(make_job(2).id) == make_job(2)
 
 
 def test_a_session_killed_mid_transaction_fails_that_batch_only(opened, db, caplog):

@@ -6,7 +6,8 @@ Connections, and why:
   no pool checkout per batch, its prepared statements stay warm, and readers can never
   starve it of a connection (nor it them). If it breaks, the failing batch gets
   `StorageUnavailable` and the next `transaction()` connects anew; a connection found dead
-  at `BEGIN`, before anything ran, is replaced and `BEGIN` retried at once.
+  by a transaction's first round trip (`BEGIN` and its first statement), before anything
+  ran, is replaced and that round trip sent again at once.
 - **A bounded pool for reads** (`psycopg_pool.ConnectionPool`, autocommit): `get`, `list`,
   `counts` and `ping` come from any thread and never queue behind the writer. Connections
   are checked when taken from the pool, so a connection killed while idle is replaced
@@ -32,13 +33,16 @@ Concurrency between nodes:
   is never overshot.
 - `insert` uses `ON CONFLICT DO NOTHING`: a taken id or idempotency key is `Conflict`, and
   the transaction stays usable without a savepoint round trip per insert.
+- Round trips: statements that need no answer in between go out pipelined, in one round
+  trip: `BEGIN` with the first statement, and pending writes (below) with the next query
+  or with `NOTIFY` and `COMMIT`.
 - A fenced update of a row the transaction already holds (read `FOR UPDATE`, claimed,
-  inserted) is decided from what it read and sent with the others, pipelined, before the
-  next query and at commit: one round trip per batch instead of one per job. Rows the
-  Registry is about to update without having read them in this transaction (the outcomes
-  of jobs claimed in earlier batches) are locked first, all in one `SELECT … FOR UPDATE`
-  (`lock`), so that their updates are decided and sent the same way: one round trip for
-  all of a batch's outcomes instead of one UPDATE each.
+  inserted) is decided from what it read and sent with the others, pipelined, with the
+  next query or at commit: no round trip of its own. Rows the Registry is about to update
+  without having read them in this transaction (the outcomes of jobs claimed in earlier
+  batches) are locked first, all in one `SELECT … FOR UPDATE` (`lock`), so that their
+  updates are decided and sent the same way: one round trip for all of a batch's outcomes
+  instead of one UPDATE each. A drain batch (outcomes, then a claim) is three round trips.
 - Wake-ups: a transaction that inserted a job or made one `pending` sends one
   `NOTIFY workstream_jobs` just before COMMIT (delivered only if it commits), carrying this
   store's token so that a node ignores its own notifications.
@@ -98,6 +102,10 @@ _UPDATE = (
     "owner = %s, lease_expires_at = %s "
     "WHERE id = %s AND status = %s AND attempts = %s AND owner IS NOT DISTINCT FROM %s"
 )
+# The same for a row this transaction holds, sent pipelined: it must match its row, so a
+# miss (a bug: nobody else can change a held row) fails the statement itself (division by
+# zero), and nothing sent after it in the same round trip (COMMIT) runs.
+_HELD_UPDATE = f"WITH written AS ({_UPDATE} RETURNING 1) SELECT 1 / count(*) FROM written"
 
 # -- values -------------------------------------------------------------------------------
 
@@ -252,13 +260,22 @@ class PostgresTransaction:
     Fenced updates of rows this transaction holds (locked by `get`, `claimable`, the
     sweeper's queries, `processing`, or inserted here) are decided at once from what it
     read — nobody else can change a row it has locked — and written together, pipelined,
-    before the next query that could see them and at commit. That saves a
-    round trip per claimed or finished job. `lock` makes rows held ahead of their updates
+    with the next query that could see them or with COMMIT. That saves a round trip per
+    claimed or finished job. `lock` makes rows held ahead of their updates
     (one query for many rows); updates of rows not held run at once.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        reconnect: Callable[[], psycopg.Connection[Any]] | None = None,
+    ) -> None:
         self._conn = conn
+        # A new connection for one found dead by the first round trip: it was idle since
+        # the last transaction (a server restart, a killed session) and nothing of this one
+        # ran. None when the connection is new.
+        self._reconnect = reconnect
+        self.begun = False  # BEGIN was sent (it goes with the first statement)
         self._admission_locked = False
         self.notify = False  # a job became pending: tell the other nodes at commit
         # Rows this transaction holds: encoded id -> (status, attempts, encoded owner), as
@@ -267,18 +284,76 @@ class PostgresTransaction:
         # Writes decided but not sent: encoded id -> (job, the row's fence in the database).
         self._pending: dict[str, tuple[Job, tuple[str, int, str | None]]] = {}
 
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        return self._conn
+
+    def _send(
+        self,
+        sql: str | None,
+        params: tuple[Any, ...] | list[Any] = (),
+        *,
+        flush: bool = False,
+        then: tuple[str, ...] = (),
+    ) -> psycopg.Cursor[Any] | None:
+        """One round trip, pipelined: BEGIN if it was not sent yet, the pending fenced
+        updates (with `flush`), `sql`, then the statements `then` (NOTIFY, COMMIT). Returns
+        the cursor of `sql`. The server runs them in order and stops at the first error."""
+        pending = self._take_pending() if flush else []
+        while True:
+            begin = not self.begun
+            statements = int(begin) + len(pending) + (sql is not None) + len(then)
+            try:
+                if statements == 1 and sql is not None:
+                    return self._conn.execute(sql, params)
+                cursor = None
+                with self._conn.pipeline():
+                    if begin:
+                        self.begun = True
+                        self._conn.execute("BEGIN")
+                    if pending:
+                        self._conn.cursor().executemany(_HELD_UPDATE, pending)
+                    if sql is not None:
+                        cursor = self._conn.execute(sql, params)
+                    for statement in then:
+                        self._conn.execute(statement)  # type: ignore[arg-type] # ours
+                self._reconnect = None
+                return cursor
+            except psycopg.Error as exc:
+                if (
+                    begin
+                    and self._reconnect is not None
+                    and (self._conn.broken or self._conn.closed)
+                ):
+                    # Found dead before anything of this transaction ran: once more, on a
+                    # new connection (the pending list is empty: nothing was held yet).
+                    self._conn, self._reconnect = self._reconnect(), None
+                    self.begun = False
+                    continue
+                if isinstance(exc, pg_errors.DivisionByZero):
+                    # Every pending row is held, so each must match; a miss is a bug, and
+                    # it aborts the transaction rather than lose a write silently.
+                    raise RuntimeError("held rows changed: a pending write matched no row") from exc
+                if _unavailable(exc):
+                    raise StorageUnavailable(_describe(exc)) from exc
+                raise
+
     def _exec(self, sql: str, params: tuple[Any, ...] | list[Any]) -> psycopg.Cursor[Any]:
-        try:
-            return self._conn.execute(sql, params)
-        except psycopg.Error as exc:
-            if _unavailable(exc):
-                raise StorageUnavailable(_describe(exc)) from exc
-            raise
+        """A statement that reads no row with a pending write."""
+        cursor = self._send(sql, params)
+        assert cursor is not None
+        return cursor
 
     def _query(self, sql: str, params: tuple[Any, ...] | list[Any]) -> psycopg.Cursor[Any]:
-        """A statement that may read rows with pending writes: send those first."""
-        self.flush()
-        return self._exec(sql, params)
+        """A statement that may read rows with pending writes: those go first, in the same
+        round trip."""
+        cursor = self._send(sql, params, flush=True)
+        assert cursor is not None
+        return cursor
+
+    def _take_pending(self) -> list[tuple[Any, ...]]:
+        pending, self._pending = self._pending, {}
+        return [_update_params(job, key, fence) for key, (job, fence) in pending.items()]
 
     def _hold(self, rows: list[tuple[Any, ...]]) -> list[Job]:
         jobs = []
@@ -293,21 +368,13 @@ class PostgresTransaction:
 
     def flush(self) -> None:
         """Send the pending fenced updates, pipelined (one round trip)."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, {}
-        rows = [_update_params(job, key, fence) for key, (job, fence) in pending.items()]
-        cursor = self._conn.cursor()
-        try:
-            cursor.executemany(_UPDATE, rows)
-        except psycopg.Error as exc:
-            if _unavailable(exc):
-                raise StorageUnavailable(_describe(exc)) from exc
-            raise
-        if cursor.rowcount != len(rows):
-            # Every row is held by this transaction, so each must match; a miss is a bug,
-            # and it must abort the transaction rather than lose a write silently.
-            raise RuntimeError(f"held rows changed: {cursor.rowcount} of {len(rows)} written")
+        if self._pending:
+            self._send(None, flush=True)
+
+    def commit(self, notify: str | None = None) -> None:
+        """The pending fenced updates, `notify` and COMMIT in one round trip (with BEGIN if
+        nothing was sent: an empty batch still finds out whether the database is there)."""
+        self._send(None, flush=True, then=("COMMIT",) if notify is None else (notify, "COMMIT"))
 
     def insert(self, job: Job) -> None:
         key = _enc(job.id)
@@ -406,8 +473,7 @@ class PostgresTransaction:
         a snapshot per statement). Under a savepoint: if another node holds the lock past
         `lock_timeout` (it stalled mid-transaction), only the submissions of this batch
         are refused (ServiceBusy, 503); its claims, outcomes and renewals still commit."""
-        self.flush()
-        self._exec("SAVEPOINT admission", ())
+        self._query("SAVEPOINT admission", ())
         try:
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADMISSION_LOCK,))
         except pg_errors.LockNotAvailable:
@@ -657,16 +723,14 @@ class PostgresStore:
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
         with self._write_lock, self._watchdog.limit(lambda: self._writer, self._batch_bound):
-            conn = self._begin()
-            tx = PostgresTransaction(conn)
+            conn, reused = self._begin()
+            tx = PostgresTransaction(conn, self._replace_writer if reused else None)
             try:
                 yield tx
-                tx.flush()
-                if tx.notify:
-                    conn.execute(f"NOTIFY {CHANNEL}, '{self.token}'")
-                conn.execute("COMMIT")
+                tx.commit(f"NOTIFY {CHANNEL}, '{self.token}'" if tx.notify else None)
             except BaseException as exc:
-                self._rollback(conn)
+                if tx.begun:
+                    self._rollback(tx.connection)
                 if isinstance(exc, psycopg.Error) and _unavailable(exc):
                     log.warning("transaction failed: %s", exc, extra={"event": "storage_error"})
                     raise StorageUnavailable(_describe(exc)) from exc
@@ -680,30 +744,37 @@ class PostgresStore:
                 # content, not the database: it propagates as it is.
                 raise
 
-    def _begin(self) -> psycopg.Connection[Any]:
+    def _begin(self) -> tuple[psycopg.Connection[Any], bool]:
+        """The writer connection, and whether it is reused (it may have died while idle).
+        BEGIN itself goes with the transaction's first statement (one round trip)."""
         if not self._opened:
             raise StorageUnavailable("storage is closed")
-        reused = self._writer is not None
-        for _ in range(2):
-            try:
-                if self._writer is None:
-                    self._writer = self._connect()
-                self._writer.execute("BEGIN")
-                if self._writer_lost:
-                    self._writer_lost = False
-                    log.warning(
-                        "database connection re-established", extra={"event": "storage_reconnected"}
-                    )
-                return self._writer
-            except psycopg.Error as exc:
-                self._drop_writer(lost=True)
-                if not reused or not _unavailable(exc):
-                    log.warning("begin failed: %s", exc, extra={"event": "storage_error"})
-                    raise StorageUnavailable(_describe(exc)) from exc
-                # An idle connection that died (server restart, killed session): nothing
-                # has run yet, so try once more on a fresh connection.
-                reused = False
-        raise AssertionError("unreachable")
+        if self._writer is not None:
+            return self._writer, True
+        try:
+            return self._connect_writer(), False
+        except StorageUnavailable as exc:
+            log.warning("begin failed: %s", exc.__cause__, extra={"event": "storage_error"})
+            raise
+
+    def _connect_writer(self) -> psycopg.Connection[Any]:
+        try:
+            self._writer = self._connect()
+        except psycopg.Error as exc:
+            self._drop_writer(lost=True)
+            raise StorageUnavailable(_describe(exc)) from exc
+        if self._writer_lost:
+            self._writer_lost = False
+            log.warning(
+                "database connection re-established", extra={"event": "storage_reconnected"}
+            )
+        return self._writer
+
+    def _replace_writer(self) -> psycopg.Connection[Any]:
+        """An idle writer found dead by a transaction's first round trip (server restart,
+        killed session): nothing of the transaction has run, so it goes on with a new one."""
+        self._drop_writer(lost=True)
+        return self._connect_writer()
 
     def _rollback(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken:
