@@ -6,6 +6,7 @@ import json
 import math
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -86,7 +87,14 @@ def format_time(timestamp: float | None) -> str | None:
     """Unix seconds to RFC 3339 UTC with microseconds, e.g. 2026-11-29T08:09:44.123456Z."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _format_seconds(timestamp)
+
+
+@lru_cache(maxsize=1024)
+def _format_seconds(timestamp: float) -> str:
+    # Cached: the jobs of one batch share their time stamps (created, updated, run at),
+    # and rendering them was a tenth of the time of a 1000-job POST /jobs/batch.
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_time(text: str) -> float:

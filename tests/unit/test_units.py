@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workstream.units import format_duration, format_time, parse_duration, parse_time
 
@@ -83,6 +85,16 @@ def test_format_time_is_rfc3339_utc_with_microseconds():
     assert format_time(NOW) == "2023-11-14T22:13:20.000000Z"
     assert format_time(NOW + 0.123456) == "2023-11-14T22:13:20.123456Z"
     assert format_time(0.0) == "1970-01-01T00:00:00.000000Z"
+
+
+@settings(max_examples=300)
+@given(st.floats(min_value=-2_000_000_000, max_value=4_000_000_000))
+def test_format_time_writes_every_field_as_strftime_would(timestamp: float) -> None:
+    """The fast form (isoformat, cached) against the plain one, seconds before and
+    after 1970 included."""
+    plain = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert format_time(timestamp) == plain
+    assert format_time(timestamp) == plain  # from the cache
 
 
 def test_format_time_of_none_is_none():
