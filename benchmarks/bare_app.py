@@ -1,5 +1,5 @@
 """The ceiling for `POST /jobs`: a bare Falcon app on WorkStream's own waitress server
-(`workstream.http.server.HttpServer`, same settings as `workstream serve`: 8 threads,
+(`workstream.http.server.HttpServer`, same settings as `workstream serve`: 32 threads,
 connection limit 500, channel timeout 30 s) that reads the body, parses the same JSON and
 answers 201 with a small JSON body. No validation, no storage, no logs.
 

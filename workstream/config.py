@@ -252,7 +252,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smtp_password", None, optional_text, "SMTP password", secret=True),
     Setting("smtp_from", "workstream@localhost", _text, "sender address for email_send"),
     Setting("smtp_starttls", False, boolean, "use STARTTLS with the SMTP server"),
-    Setting("http_threads", 8, lambda raw: _whole(raw, 1, 256), "HTTP worker threads (waitress)"),
+    # Request threads mostly wait for the Registry's group commit: more of them make
+    # bigger commits. 32 against 8: +30% single-job submissions at 64 connections.
+    Setting("http_threads", 32, lambda raw: _whole(raw, 1, 256), "HTTP worker threads (waitress)"),
     Setting(
         "http_connection_limit",
         500,
@@ -301,7 +303,7 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str = "workstream@localhost"
     smtp_starttls: bool = False
-    http_threads: int = 8
+    http_threads: int = 32
     http_connection_limit: int = 500
     http_channel_timeout: float = 30.0
     request_timeout: float = 10.0
