@@ -26,6 +26,7 @@ from tests.unit.actors.test_registry_uncertain_commit import (
     LANDED,
     ROLLED_BACK,
     UncertainCommits,
+    check_a_release_spares_another_owner,
     claim_failing,
     finish_failing,
     released_events,
@@ -41,7 +42,6 @@ from workstream.actors.events import (
 from workstream.actors.registry import Sweep, Swept
 from workstream.errors import StorageUnavailable
 from workstream.handlers import Handler
-from workstream.jobs import states
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.spec import JobSpec
 from workstream.store.base import Store
@@ -85,20 +85,7 @@ def test_postgres_a_claim_stored_despite_its_error_is_given_back_and_runs(
 def test_postgres_a_release_never_touches_a_job_another_node_holds(
     pg_reg: Harness, clock: FakeClock, mode: str
 ) -> None:
-    [job] = pg_reg.create(JobSpec("echo")).jobs
-    claim_failing(pg_reg, mode)
-    with pg_reg.store.transaction() as tx:  # node-b, whose clock says our lease is over
-        current = tx.get(job.id)
-        assert current is not None
-        if current.status is JobStatus.PROCESSING:
-            back = states.recover(current, now=clock.now, reason="lease expired (node-b)")
-            assert tx.update(back, current)
-            current = back
-        theirs = states.claim(current, owner="node-b", now=clock.now, lease=LEASE)
-        assert tx.update(theirs, current)
-    pg_reg.barrier()
-    assert pg_reg.stored(job.id) == theirs
-    assert released_events(pg_reg) == []
+    check_a_release_spares_another_owner(pg_reg, clock, mode)
 
 
 def test_postgres_an_outcome_stored_despite_its_error_is_not_fenced(pg_reg: Harness) -> None:
