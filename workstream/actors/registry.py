@@ -603,10 +603,8 @@ class Registry(pykka.ThreadingActor):
         before, taken = entry
         # Fenced on the claim (status, attempt, owner): if the claim had not landed, or the
         # job moved on since (recovered, claimed by another node), nothing is written. The
-        # job goes back as it was before the claim (RELEASE: processing -> pending, the
-        # attempt uncounted).
-        if states.TRANSITIONS.get((taken.status, states.Action.RELEASE)) is not before.status:
-            raise IllegalTransition(f"cannot release a job that is {taken.status.value}")
+        # job goes back exactly as it was before the claim: RELEASE (processing -> pending,
+        # the attempt uncounted), keeping its place in the queue (its run_at).
         if tx.update(before, taken):
             batch.released.append(taken)
             batch.events.append(
