@@ -18,10 +18,10 @@ import time
 import uuid
 from pathlib import Path
 
-from workstream.actors.events import JOB_COMPLETED
 from workstream.config import Settings
 from workstream.handlers import HandlerTable
 from workstream.handlers.builtin import HANDLERS
+from workstream.jobs.events import JOB_COMPLETED
 from workstream.jobs.model import Job, JobStatus
 from workstream.logs import configure_logging
 from workstream.service import Engine

@@ -19,8 +19,8 @@ from typing import IO, Any
 
 import pykka
 
-from workstream.actors import events
 from workstream.actors.events import JobEvents
+from workstream.jobs import events
 
 
 class AuditTrail(pykka.ThreadingActor):

@@ -20,12 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from workstream.actors.events import (
-    JOB_FAILED,
-    JOB_FENCED,
-    JOB_REJECTED,
-    JobEvent,
-)
+from workstream.jobs.events import JOB_FAILED, JOB_FENCED, JOB_REJECTED, JobEvent
 
 job_log = logging.getLogger("workstream.jobs")
 

@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from workstream.actors.events import (
+from workstream.jobs.events import (
     JOB_COMPLETED,
     JOB_CREATED,
     JOB_FAILED,

@@ -12,6 +12,7 @@ flush, stop the actors, close the store.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -34,14 +35,7 @@ from workstream.actors.dispatcher import (
     Submit,
     Wake,
 )
-from workstream.actors.events import (
-    JOB_COMPLETED,
-    JOB_FAILED,
-    JOB_STARTED,
-    MAKES_WORK,
-    EventBus,
-    JobEvent,
-)
+from workstream.actors.events import EventBus
 from workstream.actors.registry import (
     Barrier,
     Cancel,
@@ -71,13 +65,16 @@ from workstream.errors import (
 )
 from workstream.handlers import HandlerTable
 from workstream.http.protocol import Health, Submission
-from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.events import JOB_COMPLETED, JOB_FAILED, JOB_STARTED, MAKES_WORK, JobEvent
+from workstream.jobs.limits import MAX_DOCUMENT_BYTES, PAGE_BYTES
+from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.model import Job
 from workstream.jobs.retry import RetryPolicy
 from workstream.jobs.spec import JobSpec
 from workstream.logs import log_job_events
 from workstream.metrics import Metrics
 from workstream.start_rate import StartRate
-from workstream.store.base import JobPage, Store
+from workstream.store.base import Store
 from workstream.units import json_problem, shorten
 
 log = logging.getLogger(__name__)
@@ -87,8 +84,6 @@ CONTROL_TIMEOUT = 10.0  # bound on the engine's own asks during start-up and shu
 # its transaction ends within the store's own timeouts (SQLite's busy timeout, PostgreSQL's
 # statement and lock timeouts, a few seconds each).
 STORE_BOUND = 30.0
-MAX_PAYLOAD_BYTES = 1_048_576  # as for a request body: what is stored is also served
-PAGE_BYTES = 4 * 1_048_576  # a page of GET /jobs stops growing past this much payload+result
 
 
 def new_owner_id() -> str:
@@ -366,7 +361,7 @@ class Engine:
         """Refuse, before anything is stored, a job that could never run: a payload that
         is not storable JSON, an unknown type, a payload its handler's validator refuses."""
         where = "" if index is None else f"jobs[{index}]: "
-        problem = json_problem(spec.payload, max_bytes=MAX_PAYLOAD_BYTES)
+        problem = json_problem(spec.payload, max_bytes=MAX_DOCUMENT_BYTES)
         if problem is not None:
             raise InvalidRequest(f"{where}'payload' cannot be stored: {problem}")
         self.handlers.check_submission(spec.type, spec.payload, index)
@@ -411,17 +406,8 @@ class Engine:
             raise NotFound(f"no job with id {shorten(job_id)}")
         return job
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        job_type: str | None = None,
-        limit: int = 100,
-        after: int | None = None,
-    ) -> JobPage:
-        return self.store.list(
-            status=status, job_type=job_type, limit=limit, after=after, max_bytes=PAGE_BYTES
-        )
+    def list(self, query: JobFilter) -> JobPage:
+        return self.store.list(dataclasses.replace(query, max_bytes=PAGE_BYTES))
 
     def cancel(self, job_id: str) -> Job:
         return self._request(self._registry, lambda reply: Cancel(job_id, reply))

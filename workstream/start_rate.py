@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from workstream.actors.events import JOB_STARTED, JobEvent
+from workstream.jobs.events import JOB_STARTED, JobEvent
 
 WINDOW = 10  # seconds of starts that the estimate looks at; also the longest answer
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from workstream.errors import Conflict, DatabaseInUse, StorageUnavailable
+from workstream.jobs.listing import JobFilter
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.sqlite import SqliteStore, load_migrations
 
@@ -258,7 +259,7 @@ def test_readers_on_other_threads_see_committed_data_while_a_write_is_open(opene
         try:
             results["committed"] = store.get(committed.id)
             results["uncommitted"] = store.get(uncommitted.id)
-            results["listed"] = [job.id for job in store.list().jobs]
+            results["listed"] = [job.id for job in store.list(JobFilter()).jobs]
             results["pending"] = store.counts(NOW).of(JobStatus.PENDING)
             store.ping()
         except Exception as exc:  # reported below, not lost in the thread
@@ -333,7 +334,7 @@ def test_a_database_error_mid_transaction_rolls_back(opened, db_path):
         tx.insert(make_job(2))
         tx.insert(make_job(1))  # duplicate id: the database refuses it
     assert store.get(make_job(2).id) is None
-    assert [job.id for job in store.list().jobs] == [make_job(1).id]
+    assert [job.id for job in store.list(JobFilter()).jobs] == [make_job(1).id]
 
 
 # -- error messages ---------------------------------------------------------------------

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from tests.pg import ScratchDatabase, scratch_database
-from workstream.actors.events import JobEvent
 from workstream.config import Settings
 from workstream.handlers import HandlerTable
 from workstream.handlers.builtin import HANDLERS
+from workstream.jobs.events import JobEvent
 from workstream.service import Engine
 from workstream.store.base import Store
 from workstream.store.postgres import PostgresStore

@@ -8,9 +8,9 @@ from typing import Any
 
 from examples.audit_trail import AuditTrail
 from tests.integration.conftest import FAST, Watcher
-from workstream.actors.events import JOB_COMPLETED, JOB_FAILED
 from workstream.handlers import Handler, HandlerTable
 from workstream.handlers.builtin import HANDLERS
+from workstream.jobs.events import JOB_COMPLETED, JOB_FAILED
 from workstream.jobs.spec import JobSpec
 from workstream.service import Engine
 from workstream.store.sqlite import SqliteStore

@@ -13,12 +13,6 @@ import pytest
 
 from tests.integration.conftest import EngineFactory, StoreFactory
 from tests.support import make_job
-from workstream.actors.events import (
-    JOB_COMPLETED,
-    JOB_FAILED,
-    JOB_RECOVERED,
-    JOB_STARTED,
-)
 from workstream.errors import (
     DatabaseInUse,
     IllegalTransition,
@@ -28,6 +22,8 @@ from workstream.errors import (
     StorageUnavailable,
 )
 from workstream.handlers import Handler
+from workstream.jobs.events import JOB_COMPLETED, JOB_FAILED, JOB_RECOVERED, JOB_STARTED
+from workstream.jobs.listing import JobFilter
 from workstream.jobs.model import JobStatus
 from workstream.jobs.spec import JobSpec
 
@@ -133,7 +129,7 @@ def test_capacity_refuses_past_its_limit_and_stores_nothing_refused(
         # places free at most once a second: two jobs need at least two.
         assert 1 <= one.value.retry_after <= 10
         assert 2 <= two.value.retry_after <= 10
-        assert len(engine.list(limit=1000).jobs) == 5
+        assert len(engine.list(JobFilter(limit=1000)).jobs) == 5
         assert engine.stats()["jobs_rejected"] == 3
     finally:
         gate.open.set()

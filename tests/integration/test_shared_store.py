@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.conftest import Watcher, engine_factory
 from tests.support import make_job
-from workstream.actors.events import JOB_COMPLETED, JOB_RECOVERED
+from workstream.jobs.events import JOB_COMPLETED, JOB_RECOVERED
 from workstream.jobs.model import JobStatus
 from workstream.service import Engine
 from workstream.store.memory import MemoryStore

@@ -32,16 +32,16 @@ from tests.unit.actors.test_registry_uncertain_commit import (
     released_events,
     same_row,
 )
-from workstream.actors.events import (
+from workstream.actors.registry import Sweep, Swept
+from workstream.errors import StorageUnavailable
+from workstream.handlers import Handler
+from workstream.jobs.events import (
     JOB_COMPLETED,
     JOB_FAILED,
     JOB_FENCED,
     JOB_RECOVERED,
     JOB_RELEASED,
 )
-from workstream.actors.registry import Sweep, Swept
-from workstream.errors import StorageUnavailable
-from workstream.handlers import Handler
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.spec import JobSpec
 from workstream.store.base import Store

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from workstream.actors.events import JOB_COMPLETED, JOB_FAILED, JOB_STARTED, JobEvent
+from workstream.jobs.events import JOB_COMPLETED, JOB_FAILED, JOB_STARTED, JobEvent
 from workstream.logs import JsonFormatter, TextFormatter, _LogWriter, log_job_events
 
 

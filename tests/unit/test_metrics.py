@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from workstream.actors.dispatcher import DispatcherStatus
-from workstream.actors.events import (
+from workstream.jobs.events import (
     JOB_COMPLETED,
     JOB_CREATED,
     JOB_FAILED,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.support import FakeClock
-from workstream.actors.events import JOB_COMPLETED, JOB_STARTED, JobEvent
+from workstream.jobs.events import JOB_COMPLETED, JOB_STARTED, JobEvent
 from workstream.start_rate import WINDOW, StartRate
 
 

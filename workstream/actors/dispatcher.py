@@ -23,10 +23,11 @@ from typing import Any
 
 import pykka
 
-from workstream.actors.events import JOB_CREATED, MAKES_WORK, JobEvents
+from workstream.actors.events import JobEvents
 from workstream.actors.registry import Claim, Claimed, Create, Release
 from workstream.actors.replies import Callback, Reply, answer
 from workstream.errors import ShuttingDown
+from workstream.jobs.events import JOB_CREATED, MAKES_WORK
 
 log = logging.getLogger(__name__)
 

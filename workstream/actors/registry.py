@@ -31,19 +31,7 @@ from typing import Any
 
 import pykka
 
-from workstream.actors.events import (
-    JOB_CANCELLED,
-    JOB_COMPLETED,
-    JOB_CREATED,
-    JOB_FAILED,
-    JOB_FENCED,
-    JOB_RECOVERED,
-    JOB_REJECTED,
-    JOB_RELEASED,
-    JOB_RETRIED,
-    EventBus,
-    JobEvent,
-)
+from workstream.actors.events import EventBus
 from workstream.actors.registry_messages import (
     AttemptEnded,
     Barrier,
@@ -74,6 +62,18 @@ from workstream.errors import (
     WorkStreamError,
 )
 from workstream.jobs import states
+from workstream.jobs.events import (
+    JOB_CANCELLED,
+    JOB_COMPLETED,
+    JOB_CREATED,
+    JOB_FAILED,
+    JOB_FENCED,
+    JOB_RECOVERED,
+    JOB_REJECTED,
+    JOB_RELEASED,
+    JOB_RETRIED,
+    JobEvent,
+)
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.retry import RetryPolicy
 from workstream.store.base import Store, Transaction

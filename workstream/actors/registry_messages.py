@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from workstream.actors.replies import Reply, Ticket
+from workstream.jobs.limits import SWEEP_BATCH
 from workstream.jobs.model import Job
 from workstream.jobs.spec import JobSpec
-
-SWEEP_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import pykka
 
 from workstream.actors.registry import Sweep, Swept
 from workstream.actors.replies import Callback
+from workstream.jobs.limits import SWEEP_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class Sweeper(pykka.ThreadingActor):
     # Stopped explicitly at shutdown; a daemon thread cannot keep a failed start-up alive.
     use_daemon_thread = True
 
-    def __init__(self, *, registry: pykka.ActorRef[Any], batch: int = 1000) -> None:
+    def __init__(self, *, registry: pykka.ActorRef[Any], batch: int = SWEEP_BATCH) -> None:
         super().__init__()
         self._registry = registry
         self._batch = batch

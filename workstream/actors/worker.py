@@ -24,15 +24,15 @@ from typing import Any
 import pykka
 
 from workstream.actors.dispatcher import Run, WorkerIdle
-from workstream.actors.events import JOB_STARTED, EventBus, JobEvent
+from workstream.actors.events import EventBus
 from workstream.actors.registry import AttemptEnded, Finish, Outcome
 from workstream.handlers import Handler, HandlerTable
+from workstream.jobs.events import JOB_STARTED, JobEvent
+from workstream.jobs.limits import MAX_DOCUMENT_BYTES
 from workstream.jobs.model import Job, JobContext
 from workstream.units import json_problem
 
 log = logging.getLogger(__name__)
-
-MAX_RESULT_BYTES = 1_048_576  # a result is stored and served like a request body
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -177,7 +177,7 @@ class Worker(pykka.ThreadingActor):
         started = self._monotonic()
         result, error, abandoned = self._call(job)
         if error is None:
-            problem = json_problem(result, max_bytes=MAX_RESULT_BYTES)
+            problem = json_problem(result, max_bytes=MAX_DOCUMENT_BYTES)
             if problem is not None:
                 error = f"the handler's result cannot be stored: {problem}"
         return Outcome(

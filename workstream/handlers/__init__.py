@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from workstream.errors import ConfigError, InvalidPayload, UnknownJobType
+from workstream.jobs.limits import is_job_type
 from workstream.jobs.model import JobContext
 
 log = logging.getLogger(__name__)
 
 HandlerFn = Callable[[Any, JobContext], Any]
 Validator = Callable[[Any], None]
-_TYPE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class HandlerTable:
             self.add(item)
 
     def add(self, item: Handler) -> None:
-        if not _TYPE_NAME.fullmatch(item.type):
+        if not is_job_type(item.type):
             raise ValueError(f"invalid job type name {item.type!r}")
         if item.timeout is not None and not item.timeout > 0:
             raise ValueError(f"handler {item.type!r}: timeout must be positive")

@@ -28,11 +28,12 @@ from typing import Any
 
 from workstream.errors import ConfigError
 from workstream.handlers import Handler
+from workstream.jobs.limits import MAX_DOCUMENT_BYTES
 from workstream.jobs.model import JobContext
 
 MAX_RECIPIENTS = 100
 MAX_SUBJECT_CHARS = 998
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = MAX_DOCUMENT_BYTES
 MAX_ADDRESS_CHARS = 320
 SMTP_TIMEOUT = 30.0
 HANDLER_TIMEOUT = 60.0

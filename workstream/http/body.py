@@ -23,8 +23,9 @@ from typing import Any
 import falcon
 
 from workstream.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from workstream.jobs.limits import MAX_DOCUMENT_BYTES
 
-MAX_BODY_BYTES = 1_048_576
+MAX_BODY_BYTES = MAX_DOCUMENT_BYTES
 MAX_NESTING = 32
 # Python refuses to convert longer decimal integers by default (int_max_str_digits); the
 # bound is repeated here so that it holds whatever the interpreter's setting, since

@@ -22,8 +22,8 @@ from workstream.http import openapi_components as components
 from workstream.http.body import MAX_BODY_BYTES, MAX_NESTING
 from workstream.http.openapi_components import CURSOR_PATTERN, Schema, ref
 from workstream.http.query import DEFAULT_LIMIT, MAX_LIMIT
+from workstream.jobs.limits import MAX_TYPE_LENGTH
 from workstream.jobs.model import JobStatus
-from workstream.jobs.spec import MAX_TYPE_LENGTH
 
 API_VERSION = "0.1.0"
 

@@ -11,12 +11,17 @@ from typing import Any
 
 from workstream.http.idempotency import MAX_KEY_LENGTH
 from workstream.http.submissions import MAX_BATCH_SIZE
+from workstream.jobs.limits import (
+    JOB_TYPE_PATTERN,
+    MAX_DELAY_SECONDS,
+    MAX_RETRIES_LIMIT,
+    MAX_TYPE_LENGTH,
+)
 from workstream.jobs.model import JobStatus
-from workstream.jobs.spec import MAX_DELAY_SECONDS, MAX_RETRIES_LIMIT, MAX_TYPE_LENGTH
 
 Schema = dict[str, Any]
 
-JOB_TYPE_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+JOB_TYPE_SCHEMA_PATTERN = f"^{JOB_TYPE_PATTERN}$"
 # The forms of `delay` as a string that the server accepts: "2s", "1m30s", "500ms", "1.5h",
 # or a plain number of seconds.
 DELAY_TEXT_PATTERN = r"^\s*(([0-9]+(\.[0-9]+)?([mM][sS]|[hHmMsS]))+|[0-9]+(\.[0-9]+)?)\s*$"
@@ -80,7 +85,7 @@ def _job_submission_schema() -> Schema:
                 "type": "string",
                 "minLength": 1,
                 "maxLength": MAX_TYPE_LENGTH,
-                "pattern": JOB_TYPE_PATTERN,
+                "pattern": JOB_TYPE_SCHEMA_PATTERN,
                 "description": "a job type with a registered handler",
             },
             "payload": {"description": "any JSON value handed to the handler (default {})"},

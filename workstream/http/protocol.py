@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.model import Job
 from workstream.jobs.spec import JobSpec
-from workstream.store.base import JobPage
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,7 @@ class JobService(Protocol):
     def get(self, job_id: str) -> Job:
         """Raises NotFound."""
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        job_type: str | None = None,
-        limit: int = 100,
-        after: int | None = None,
-    ) -> JobPage: ...
+    def list(self, query: JobFilter) -> JobPage: ...
 
     def cancel(self, job_id: str) -> Job:
         """Raises NotFound, IllegalTransition (409)."""

@@ -14,16 +14,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 from workstream.errors import InvalidRequest
 from workstream.http.errors import InvalidCursor
+from workstream.jobs.limits import MAX_TYPE_LENGTH
+from workstream.jobs.listing import DEFAULT_LIMIT, MAX_LIMIT, JobFilter
 from workstream.jobs.model import JobStatus
-from workstream.jobs.spec import MAX_TYPE_LENGTH
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 LIST_PARAMETERS = ("status", "type", "limit", "cursor")
 
 _CURSOR_PREFIX = "v1:"
@@ -34,22 +32,14 @@ _LIMIT_TEXT = re.compile(r"[0-9]{1,10}")
 _STATUSES = ", ".join(status.value for status in JobStatus)
 
 
-@dataclass(frozen=True)
-class ListQuery:
-    status: JobStatus | None = None
-    job_type: str | None = None
-    limit: int = DEFAULT_LIMIT
-    after: int | None = None
-
-
-def parse_list_query(query_string: str) -> ListQuery:
+def parse_list_query(query_string: str) -> JobFilter:
     """Raises InvalidRequest (or InvalidCursor) naming the parameter at fault."""
     values = _single_values(query_string)
     status = _parse_status(values["status"]) if "status" in values else None
     job_type = _parse_type(values["type"]) if "type" in values else None
     limit = _parse_limit(values["limit"]) if "limit" in values else DEFAULT_LIMIT
     after = decode_cursor(values["cursor"]) if "cursor" in values else None
-    return ListQuery(status=status, job_type=job_type, limit=limit, after=after)
+    return JobFilter(status=status, job_type=job_type, limit=limit, after=after)
 
 
 def _single_values(query_string: str) -> dict[str, str]:
@@ -118,7 +108,7 @@ def decode_cursor(cursor: str) -> int:
     return int(position)
 
 
-def next_page_link(query: ListQuery, next_after: int) -> str:
+def next_page_link(query: JobFilter, next_after: int) -> str:
     """The `Link` header value for the next page: the same filters and limit."""
     params: list[tuple[str, str]] = []
     if query.status is not None:

@@ -51,9 +51,7 @@ class JobsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = parse_list_query(req.query_string)
-        page = self._service.list(
-            status=query.status, job_type=query.job_type, limit=query.limit, after=query.after
-        )
+        page = self._service.list(query)
         if page.next_after is not None:
             resp.set_header("Link", next_page_link(query, page.next_after))
         send_json(resp, [job.to_public() for job in page.jobs])

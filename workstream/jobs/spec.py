@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from workstream.errors import InvalidRequest
+from workstream.jobs.limits import (
+    MAX_DELAY_SECONDS,
+    MAX_RETRIES_LIMIT,
+    MAX_TYPE_LENGTH,
+    is_job_type,
+)
 from workstream.units import parse_duration, parse_time
 
-MAX_TYPE_LENGTH = 200
-MAX_RETRIES_LIMIT = 100
-MAX_DELAY_SECONDS = 366 * 24 * 3600.0
 JOB_FIELDS = frozenset({"type", "payload", "max_retries", "delay", "run_at"})
-_TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ def parse_job_spec(body: Any, *, now: float, index: int | None = None) -> JobSpe
     job_type = body.get("type")
     if not isinstance(job_type, str) or not job_type.strip():
         raise InvalidRequest(f"{where}'type' is required and must be a non-empty string")
-    if len(job_type) > MAX_TYPE_LENGTH or not _TYPE_PATTERN.fullmatch(job_type):
+    if not is_job_type(job_type):
         raise InvalidRequest(
             f"{where}'type' must be at most {MAX_TYPE_LENGTH} letters, digits or _.:-"
         )

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from workstream.errors import ConfigError
-from workstream.store.base import Counts, JobPage, Store, Transaction
+from workstream.store.base import Counts, Store, Transaction
 
-__all__ = ["Counts", "JobPage", "Store", "Transaction", "sqlite_path", "store_from_url"]
+__all__ = ["Counts", "Store", "Transaction", "sqlite_path", "store_from_url"]
 
 
 def sqlite_path(url: str) -> Path:

@@ -15,13 +15,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
-
-
-@dataclass(frozen=True)
-class JobPage:
-    jobs: list[Job]
-    next_after: int | None  # pass back as `after` for the next page; None when none remain
 
 
 @dataclass(frozen=True)
@@ -104,18 +99,8 @@ class Store(Protocol):
 
     def get(self, job_id: str) -> Job | None: ...
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        job_type: str | None = None,
-        limit: int = 100,
-        after: int | None = None,
-        max_bytes: int | None = None,
-    ) -> JobPage:
-        """Jobs oldest first (by submission order), after the position `after`: at most
-        `limit`, and fewer once their payloads and results pass `max_bytes` (never fewer
-        than one), so that a page of large jobs stays a bounded response."""
+    def list(self, query: JobFilter) -> JobPage:
+        """The jobs `query` selects (see `JobFilter`)."""
 
     def counts(self, now: float) -> Counts: ...
 

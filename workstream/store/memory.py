@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from workstream.errors import Conflict, StorageUnavailable
+from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
-from workstream.store.base import Counts, JobPage
+from workstream.store.base import Counts
 
 PENDING = JobStatus.PENDING
 PROCESSING = JobStatus.PROCESSING
@@ -166,15 +167,9 @@ class MemoryStore:
         with self._lock:
             return self._jobs.get(job_id)
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        job_type: str | None = None,
-        limit: int = 100,
-        after: int | None = None,
-        max_bytes: int | None = None,
-    ) -> JobPage:
+    def list(self, query: JobFilter) -> JobPage:
+        status, job_type, limit = query.status, query.job_type, query.limit
+        after, max_bytes = query.after, query.max_bytes
         with self._lock:
             rows = sorted((seq, self._jobs[job_id]) for job_id, seq in self._seq.items())
         matching = [

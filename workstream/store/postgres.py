@@ -69,8 +69,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
 from workstream.errors import ConfigError, Conflict, ServiceBusy, StorageUnavailable
+from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
-from workstream.store.base import Counts, JobPage
+from workstream.store.base import Counts
 from workstream.store.schema import load_migrations, split_sql
 from workstream.store.watchdog import Watchdog, shut_down
 from workstream.units import valid_text
@@ -805,15 +806,9 @@ class PostgresStore:
         rows = self._read(f"{_SELECT} WHERE id = %s", (_enc(job_id),))
         return _row_to_job(rows[0]) if rows else None
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        job_type: str | None = None,
-        limit: int = 100,
-        after: int | None = None,
-        max_bytes: int | None = None,
-    ) -> JobPage:
+    def list(self, query: JobFilter) -> JobPage:
+        status, job_type, limit = query.status, query.job_type, query.limit
+        after, max_bytes = query.after, query.max_bytes
         where = ["seq > %s"]
         params: list[Any] = [after or 0]
         if status is not None:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from workstream.errors import Conflict, DatabaseInUse, StorageUnavailable
+from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
-from workstream.store.base import Counts, JobPage, chunked
+from workstream.store.base import Counts, chunked
 from workstream.store.schema import load_migrations, split_sql
 from workstream.units import valid_text
 
@@ -381,15 +382,9 @@ class SqliteStore:
         rows = self._read(f"{_SELECT} WHERE id = ?", (job_id,))
         return _row_to_job(rows[0]) if rows else None
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        job_type: str | None = None,
-        limit: int = 100,
-        after: int | None = None,
-        max_bytes: int | None = None,
-    ) -> JobPage:
+    def list(self, query: JobFilter) -> JobPage:
+        status, job_type, limit = query.status, query.job_type, query.limit
+        after, max_bytes = query.after, query.max_bytes
         where = ["seq > ?"]
         params: list[Any] = [after or 0]
         if status is not None:

@@ -22,10 +22,11 @@ from workstream.actors.dispatcher import (
     Wake,
     WorkerIdle,
 )
-from workstream.actors.events import JOB_COMPLETED, JOB_CREATED, JobEvent, JobEvents
+from workstream.actors.events import JobEvents
 from workstream.actors.registry import Claim, Claimed, Create, Release
 from workstream.actors.replies import Ticket
 from workstream.errors import ShuttingDown, StorageUnavailable
+from workstream.jobs.events import JOB_COMPLETED, JOB_CREATED, JobEvent
 from workstream.jobs.spec import JobSpec
 
 

@@ -5,13 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support import Recorder, messages
-from workstream.actors.events import (
-    JOB_COMPLETED,
-    JOB_CREATED,
-    EventBus,
-    JobEvent,
-    JobEvents,
-)
+from workstream.actors.events import EventBus, JobEvents
+from workstream.jobs.events import JOB_COMPLETED, JOB_CREATED, JobEvent
 
 
 def event(kind: str) -> JobEvent:

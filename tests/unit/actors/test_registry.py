@@ -15,19 +15,7 @@ import pykka
 import pytest
 
 from tests.support import FakeClock, make_job
-from workstream.actors.events import (
-    JOB_CANCELLED,
-    JOB_COMPLETED,
-    JOB_CREATED,
-    JOB_FAILED,
-    JOB_FENCED,
-    JOB_RECOVERED,
-    JOB_REJECTED,
-    JOB_RELEASED,
-    JOB_RETRIED,
-    EventBus,
-    JobEvent,
-)
+from workstream.actors.events import EventBus
 from workstream.actors.registry import (
     AttemptEnded,
     Barrier,
@@ -55,6 +43,18 @@ from workstream.errors import (
     QueueFull,
     ServiceBusy,
     StorageUnavailable,
+)
+from workstream.jobs.events import (
+    JOB_CANCELLED,
+    JOB_COMPLETED,
+    JOB_CREATED,
+    JOB_FAILED,
+    JOB_FENCED,
+    JOB_RECOVERED,
+    JOB_REJECTED,
+    JOB_RELEASED,
+    JOB_RETRIED,
+    JobEvent,
 )
 from workstream.jobs.model import JobStatus
 from workstream.jobs.retry import RetryPolicy

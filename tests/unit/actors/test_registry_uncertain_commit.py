@@ -20,16 +20,16 @@ import pytest
 
 from tests.support import FakeClock
 from tests.unit.actors.test_registry import LEASE, OWNER, Harness
-from workstream.actors.events import (
+from workstream.actors.registry import Finish, Outcome, Sweep, Swept
+from workstream.errors import StorageUnavailable
+from workstream.jobs import states
+from workstream.jobs.events import (
     JOB_COMPLETED,
     JOB_FAILED,
     JOB_FENCED,
     JOB_RECOVERED,
     JOB_RELEASED,
 )
-from workstream.actors.registry import Finish, Outcome, Sweep, Swept
-from workstream.errors import StorageUnavailable
-from workstream.jobs import states
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.spec import JobSpec
 from workstream.store.base import Store

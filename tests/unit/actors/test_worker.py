@@ -14,10 +14,11 @@ import pytest
 
 from tests.support import Recorder, make_job, messages
 from workstream.actors.dispatcher import Run, WorkerIdle
-from workstream.actors.events import JOB_STARTED, EventBus, JobEvent
+from workstream.actors.events import EventBus
 from workstream.actors.registry import AttemptEnded, Finish, Outcome
 from workstream.actors.worker import Worker
 from workstream.handlers import Handler, HandlerTable
+from workstream.jobs.events import JOB_STARTED, JobEvent
 from workstream.jobs.model import JobStatus
 
 release_hung = threading.Event()

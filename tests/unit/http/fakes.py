@@ -26,9 +26,9 @@ from workstream.errors import (
 )
 from workstream.http.protocol import Health, Submission
 from workstream.jobs import states
+from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.spec import JobSpec
-from workstream.store.base import JobPage
 
 T0 = 1_800_000_000.0
 DEFAULT_MAX_RETRIES = 3
@@ -164,15 +164,9 @@ class FakeService:
             raise NotFound(f"no job with id {job_id!r}")
         return job
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        job_type: str | None = None,
-        limit: int = 100,
-        after: int | None = None,
-    ) -> JobPage:
+    def list(self, query: JobFilter) -> JobPage:
         self._check_available()
+        status, job_type, limit, after = query.status, query.job_type, query.limit, query.after
         self.list_calls.append(
             {"status": status, "job_type": job_type, "limit": limit, "after": after}
         )
