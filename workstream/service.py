@@ -27,8 +27,8 @@ from typing import Any
 
 import pykka
 
-from workstream.actors.dispatcher import (
-    Dispatcher,
+from workstream.actors.dispatcher import Dispatcher
+from workstream.actors.dispatcher_messages import (
     DispatcherStatus,
     Status,
     StopHandout,
@@ -36,19 +36,18 @@ from workstream.actors.dispatcher import (
     Wake,
 )
 from workstream.actors.events import EventBus
-from workstream.actors.registry import (
+from workstream.actors.registry import Registry, WriteHealth
+from workstream.actors.registry_messages import (
     Barrier,
     Cancel,
     Create,
     Created,
     Recover,
-    Registry,
     Release,
     RenewLeases,
     Retry,
     Sweep,
     Swept,
-    WriteHealth,
 )
 from workstream.actors.replies import Ticket
 from workstream.actors.sweeper import Sweeper, Tick

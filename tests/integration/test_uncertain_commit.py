@@ -32,7 +32,7 @@ from tests.unit.actors.test_registry_uncertain_commit import (
     released_events,
     same_row,
 )
-from workstream.actors.registry import Sweep, Swept
+from workstream.actors.registry_messages import Sweep, Swept
 from workstream.errors import StorageUnavailable
 from workstream.handlers import Handler
 from workstream.jobs.events import (

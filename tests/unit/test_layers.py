@@ -15,8 +15,8 @@ LIBRARY_HOMES = {
     "falcon": ("http/",),
     "waitress": ("http/server.py",),
     "prometheus_client": ("metrics.py",),
-    "psycopg": ("store/postgres.py",),
-    "psycopg_pool": ("store/postgres.py",),
+    "psycopg": ("store/postgres",),
+    "psycopg_pool": ("store/postgres",),
 }
 
 # Which parts of workstream each layer may import.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from workstream.actors.dispatcher import DispatcherStatus
+from workstream.actors.dispatcher_messages import DispatcherStatus
 from workstream.jobs.events import (
     JOB_COMPLETED,
     JOB_CREATED,

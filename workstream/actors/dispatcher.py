@@ -23,9 +23,19 @@ from typing import Any
 
 import pykka
 
+from workstream.actors.dispatcher_messages import (
+    Alarm,
+    DispatcherStatus,
+    Status,
+    StopHandout,
+    Submit,
+    Wake,
+    WorkerIdle,
+)
 from workstream.actors.events import JobEvents
-from workstream.actors.registry import Claim, Claimed, Create, Release
-from workstream.actors.replies import Callback, Reply, answer
+from workstream.actors.registry_messages import Claim, Claimed, Release
+from workstream.actors.replies import Callback, answer
+from workstream.actors.worker_messages import Run
 from workstream.errors import ShuttingDown
 from workstream.jobs.events import JOB_CREATED, MAKES_WORK
 
@@ -35,61 +45,10 @@ CLAIM_RETRY_DELAY = 1.0  # after a failed claim (storage busy), try again this m
 
 
 @dataclass(frozen=True, slots=True)
-class Submit:
-    create: Create
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerIdle:
-    worker: pykka.ActorRef[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """To a Worker: run this claimed job."""
-
-    job: Any
-
-
-@dataclass(frozen=True, slots=True)
 class _ClaimDone:
     asked: int
     claimed: Claimed | None
     error: BaseException | None
-
-
-@dataclass(frozen=True, slots=True)
-class Alarm:
-    """The one-shot alarm this Dispatcher scheduled (a delayed job's time) went off."""
-
-
-@dataclass(frozen=True, slots=True)
-class Wake:
-    """From outside: work may be due that this process did not make (another node's
-    NOTIFY, the periodic look on a shared store)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StopHandout:
-    """Shutdown: stop taking and giving out jobs. `all_idle` is set once no Worker runs
-    a job."""
-
-    reply: Reply
-    all_idle: threading.Event
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
-class DispatcherStatus:
-    workers: int
-    idle: int
-    busy: int
-    accepting: bool
-    handing_out: bool
 
 
 Schedule = Callable[[float, Callable[[], None]], None]

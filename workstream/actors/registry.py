@@ -79,25 +79,7 @@ from workstream.jobs.retry import RetryPolicy
 from workstream.store.base import Store, Transaction
 from workstream.units import shorten
 
-__all__ = [
-    "AttemptEnded",
-    "Barrier",
-    "Cancel",
-    "Claim",
-    "Claimed",
-    "Create",
-    "Created",
-    "Finish",
-    "Outcome",
-    "Recover",
-    "Registry",
-    "Release",
-    "RenewLeases",
-    "Retry",
-    "Sweep",
-    "Swept",
-    "WriteHealth",
-]
+__all__ = ["Registry", "WriteHealth"]
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pykka
 
-from workstream.actors.registry import Sweep, Swept
+from workstream.actors.registry_messages import Sweep, Swept
 from workstream.actors.replies import Callback
 from workstream.jobs.limits import SWEEP_BATCH
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import pykka
 
-from workstream.actors.dispatcher import Run, WorkerIdle
+from workstream.actors.dispatcher_messages import WorkerIdle
 from workstream.actors.events import EventBus
-from workstream.actors.registry import AttemptEnded, Finish, Outcome
+from workstream.actors.registry_messages import AttemptEnded, Finish, Outcome
+from workstream.actors.worker_messages import Run
 from workstream.handlers import Handler, HandlerTable
 from workstream.jobs.events import JOB_STARTED, JobEvent
 from workstream.jobs.limits import MAX_DOCUMENT_BYTES

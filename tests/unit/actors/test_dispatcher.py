@@ -11,11 +11,9 @@ import pykka
 import pytest
 
 from tests.support import FakeClock, Recorder, make_job, messages
-from workstream.actors.dispatcher import (
-    CLAIM_RETRY_DELAY,
-    Dispatcher,
+from workstream.actors.dispatcher import CLAIM_RETRY_DELAY, Dispatcher
+from workstream.actors.dispatcher_messages import (
     DispatcherStatus,
-    Run,
     Status,
     StopHandout,
     Submit,
@@ -23,8 +21,9 @@ from workstream.actors.dispatcher import (
     WorkerIdle,
 )
 from workstream.actors.events import JobEvents
-from workstream.actors.registry import Claim, Claimed, Create, Release
+from workstream.actors.registry_messages import Claim, Claimed, Create, Release
 from workstream.actors.replies import Ticket
+from workstream.actors.worker_messages import Run
 from workstream.errors import ShuttingDown, StorageUnavailable
 from workstream.jobs.events import JOB_COMPLETED, JOB_CREATED, JobEvent
 from workstream.jobs.spec import JobSpec

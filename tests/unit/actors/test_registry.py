@@ -16,7 +16,8 @@ import pytest
 
 from tests.support import FakeClock, make_job
 from workstream.actors.events import EventBus
-from workstream.actors.registry import (
+from workstream.actors.registry import Registry, WriteHealth
+from workstream.actors.registry_messages import (
     AttemptEnded,
     Barrier,
     Cancel,
@@ -27,13 +28,11 @@ from workstream.actors.registry import (
     Finish,
     Outcome,
     Recover,
-    Registry,
     Release,
     RenewLeases,
     Retry,
     Sweep,
     Swept,
-    WriteHealth,
 )
 from workstream.actors.replies import Ticket
 from workstream.errors import (

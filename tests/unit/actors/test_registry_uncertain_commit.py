@@ -20,7 +20,7 @@ import pytest
 
 from tests.support import FakeClock
 from tests.unit.actors.test_registry import LEASE, OWNER, Harness
-from workstream.actors.registry import Finish, Outcome, Sweep, Swept
+from workstream.actors.registry_messages import Finish, Outcome, Sweep, Swept
 from workstream.errors import StorageUnavailable
 from workstream.jobs import states
 from workstream.jobs.events import (

@@ -9,7 +9,7 @@ import pykka
 import pytest
 
 from tests.support import Recorder, messages
-from workstream.actors.registry import Sweep, Swept
+from workstream.actors.registry_messages import Sweep, Swept
 from workstream.actors.sweeper import Sweeper, Tick
 from workstream.errors import StorageUnavailable
 

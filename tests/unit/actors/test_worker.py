@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from tests.support import Recorder, make_job, messages
-from workstream.actors.dispatcher import Run, WorkerIdle
+from workstream.actors.dispatcher_messages import WorkerIdle
 from workstream.actors.events import EventBus
-from workstream.actors.registry import AttemptEnded, Finish, Outcome
+from workstream.actors.registry_messages import AttemptEnded, Finish, Outcome
 from workstream.actors.worker import Worker
+from workstream.actors.worker_messages import Run
 from workstream.handlers import Handler, HandlerTable
 from workstream.jobs.events import JOB_STARTED, JobEvent
 from workstream.jobs.model import JobStatus

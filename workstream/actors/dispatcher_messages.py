@@ -1,0 +1,56 @@
+"""Messages to the Dispatcher (and the status it answers with)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from workstream.actors.registry_messages import Create
+from workstream.actors.replies import Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    create: Create
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerIdle:
+    worker: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """The one-shot alarm this Dispatcher scheduled (a delayed job's time) went off."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """From outside: work may be due that this process did not make (another node's
+    NOTIFY, the periodic look on a shared store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopHandout:
+    """Shutdown: stop taking and giving out jobs. `all_idle` is set once no Worker runs
+    a job."""
+
+    reply: Reply
+    all_idle: threading.Event
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherStatus:
+    workers: int
+    idle: int
+    busy: int
+    accepting: bool
+    handing_out: bool
