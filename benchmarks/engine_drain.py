@@ -3,7 +3,7 @@
     python -m benchmarks.engine_drain [--jobs 20000] [--runs 3] [--workers 10] [--logs]
 
 Durable settings (SQLite WAL, synchronous=FULL), default WORKER_COUNT. The clock runs from
-`Engine.start()` (actors starting) to the last completion event; the count is verified in
+`System.start()` (actors starting) to the last completion event; the count is verified in
 the database. Prints each run and the median.
 """
 
@@ -24,8 +24,8 @@ from workstream.handlers.builtin import HANDLERS
 from workstream.jobs.events import JOB_COMPLETED
 from workstream.jobs.model import Job, JobStatus
 from workstream.logs import configure_logging
-from workstream.service import Engine
 from workstream.store.sqlite import SqliteStore
+from workstream.system import System
 
 
 def preload(path: Path, count: int) -> None:
@@ -54,10 +54,11 @@ def one_run(count: int, workers: int) -> float:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.db"
         preload(path, count)
-        engine = Engine(
+        engine = System(
             Settings(worker_count=workers, job_queue_capacity=count),
             store=SqliteStore(path),
             handlers=HandlerTable(HANDLERS),
+            serve_http=False,
         )
         done = threading.Event()
         seen = [0]
@@ -73,7 +74,7 @@ def one_run(count: int, workers: int) -> float:
         if not done.wait(600):
             raise SystemExit(f"only {seen[0]} of {count} jobs completed")
         elapsed = time.perf_counter() - started
-        completed = engine.count_jobs().of(JobStatus.COMPLETED)
+        completed = engine.jobs.count_jobs().of(JobStatus.COMPLETED)
         engine.stop()
         if completed != count:
             raise SystemExit(f"database says {completed} completed, expected {count}")

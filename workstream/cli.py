@@ -130,7 +130,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from workstream.runner import serve  # the server's imports are not needed by the client
+    from workstream.system import serve  # the server's imports are not needed by the client
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)

@@ -12,157 +12,35 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workstream.converters import (
+    Setting,
+    as_text,
+    boolean,
+    choice,
+    database_url,
+    duration,
+    duration_or_zero,
+    host,
+    interval,
+    middleware_list,
+    module_list,
+    non_negative_int,
+    optional_text,
+    port,
+    positive_int,
+    whole,
+)
 from workstream.errors import ConfigError
-from workstream.units import format_duration, parse_duration
+from workstream.units import format_duration
 
 DEFAULT_CONFIG_FILE = Path("config/workstream.toml")
-
-
-# -- converters: raw value (str from env/flags, or a TOML value) -> typed value -------------
-
-
-def _text(raw: Any) -> str:
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        raise ValueError("expected text")
-    return str(raw).strip()
-
-
-def _whole(raw: Any, lowest: int, highest: int | None = None) -> int:
-    if isinstance(raw, bool):
-        raise ValueError("expected a whole number")
-    if isinstance(raw, int):
-        value = raw
-    else:
-        text = _text(raw)
-        if not text.lstrip("+-").isdigit():
-            raise ValueError("expected a whole number")
-        value = int(text)
-    if value < lowest or (highest is not None and value > highest):
-        bound = f"from {lowest} to {highest}" if highest is not None else f"{lowest} or more"
-        raise ValueError(f"must be {bound}")
-    return value
-
-
-def positive_int(raw: Any) -> int:
-    return _whole(raw, 1, 100_000)
-
-
-def non_negative_int(raw: Any) -> int:
-    return _whole(raw, 0, 1000)
-
-
-def port(raw: Any) -> int:
-    return _whole(raw, 0, 65535)
-
-
-MAX_DURATION = 30 * 24 * 3600.0  # beyond this a setting is a mistake, not a plan
-
-
-def _duration(raw: Any) -> float:
-    if isinstance(raw, bool):
-        raise ValueError("expected a duration like 500ms, 10s or 1m30s")
-    seconds = float(raw) if isinstance(raw, int | float) else parse_duration(_text(raw))
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError("must be a finite duration, not negative")
-    if seconds > MAX_DURATION:
-        raise ValueError("must be at most 30 days")
-    return seconds
-
-
-def duration(raw: Any) -> float:
-    """A duration that must be more than zero."""
-    seconds = _duration(raw)
-    if seconds <= 0:
-        raise ValueError("must be more than zero")
-    return seconds
-
-
-def duration_or_zero(raw: Any) -> float:
-    return _duration(raw)
-
-
-def interval(raw: Any) -> float:
-    """How often something periodic runs: at least 50ms, so that it cannot spin."""
-    seconds = _duration(raw)
-    if seconds < 0.05:
-        raise ValueError("must be at least 50ms")
-    return seconds
-
-
-def boolean(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = _text(raw).lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def optional_text(raw: Any) -> str | None:
-    text = _text(raw)
-    return text or None
-
-
-def host(raw: Any) -> str:
-    text = _text(raw)
-    if not text or any(ch.isspace() for ch in text):
-        raise ValueError("expected an IP address or host name")
-    return text
-
-
-def module_list(raw: Any) -> tuple[str, ...]:
-    items = raw if isinstance(raw, list) else _text(raw).split(",")
-    names = tuple(_text(item) for item in items if _text(item))
-    for name in names:
-        if not all(part.isidentifier() for part in name.split(".")):
-            raise ValueError(f"{name!r} is not a Python module name")
-    return names
-
-
-def choice(*allowed: str) -> Callable[[Any], str]:
-    def convert(raw: Any) -> str:
-        text = _text(raw).lower()
-        if text not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
-        return text
-
-    return convert
-
-
-def database_url(raw: Any) -> str:
-    text = _text(raw)
-    if not text.startswith(("sqlite:///", "postgresql://", "postgres://")) or text == "sqlite:///":
-        raise ValueError(
-            "expected sqlite:///relative/path, sqlite:////absolute/path or postgresql://..."
-        )
-    return text
-
-
-@dataclass(frozen=True)
-class Setting:
-    name: str  # attribute name; env var = name.upper(); TOML key = name; flag = --name
-    default: Any
-    convert: Callable[[Any], Any]
-    help: str
-    secret: bool = False
-
-    @property
-    def env(self) -> str:
-        return self.name.upper()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -219,6 +97,18 @@ SETTINGS: tuple[Setting, ...] = (
         "comma-separated Python modules to import at start; each registers handlers",
     ),
     Setting(
+        "extensions",
+        (),
+        module_list,
+        "comma-separated Python modules whose setup(context) adds actors, middleware, routes",
+    ),
+    Setting(
+        "worker_middleware",
+        (),
+        middleware_list,
+        "comma-separated module:attribute entries run around every handler call, in order",
+    ),
+    Setting(
         "api_token",
         None,
         optional_text,
@@ -241,24 +131,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "outbox_dir",
         "data/outbox",
-        _text,
+        as_text,
         "where email_send writes .eml files when SMTP_HOST is not set",
     ),
     Setting(
         "smtp_host", None, optional_text, "SMTP server for email_send (unset: write .eml files)"
     ),
-    Setting("smtp_port", 25, lambda raw: _whole(raw, 1, 65535), "SMTP port"),
+    Setting("smtp_port", 25, lambda raw: whole(raw, 1, 65535), "SMTP port"),
     Setting("smtp_user", None, optional_text, "SMTP user name (login when set)"),
     Setting("smtp_password", None, optional_text, "SMTP password", secret=True),
-    Setting("smtp_from", "workstream@localhost", _text, "sender address for email_send"),
+    Setting("smtp_from", "workstream@localhost", as_text, "sender address for email_send"),
     Setting("smtp_starttls", False, boolean, "use STARTTLS with the SMTP server"),
     # Request threads mostly wait for the Registry's group commit: more of them make
     # bigger commits. 32 against 8: +30% single-job submissions at 64 connections.
-    Setting("http_threads", 32, lambda raw: _whole(raw, 1, 256), "HTTP worker threads (waitress)"),
+    Setting("http_threads", 32, lambda raw: whole(raw, 1, 256), "HTTP worker threads (waitress)"),
     Setting(
         "http_connection_limit",
         500,
-        lambda raw: _whole(raw, 1, 100_000),
+        lambda raw: whole(raw, 1, 100_000),
         "most open HTTP connections; more wait in the listen backlog",
     ),
     Setting(
@@ -292,6 +182,8 @@ class Settings:
     database_url: str = "sqlite:///data/workstream.db"
     lease_duration: float = 30.0
     job_handlers: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+    worker_middleware: tuple[str, ...] = ()
     api_token: str | None = field(default=None, repr=False)
     allow_insecure_bind: bool = False
     log_level: str = "info"
@@ -307,6 +199,13 @@ class Settings:
     http_connection_limit: int = 500
     http_channel_timeout: float = 30.0
     request_timeout: float = 10.0
+    # Where extensions read their own sections (`ExtensionContext.settings`): the config
+    # file's tables that are not core settings, and the environment the settings came from.
+    config_tables: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    config_path: str = field(default=str(DEFAULT_CONFIG_FILE), repr=False, compare=False)
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -350,7 +249,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
-    unknown = sorted(key for key in data if key not in _BY_NAME)
+    # A table ([name]) is an extension's section, checked once extensions are set up.
+    unknown = sorted(key for key in data if key not in _BY_NAME and not isinstance(data[key], dict))
     if unknown:
         raise ConfigError(
             f"config file {path}: unknown setting {unknown[0]!r} (see config/workstream.toml)"
@@ -380,6 +280,9 @@ def load_settings(
         file_values = read_config_file(path)
     else:
         path, file_values = DEFAULT_CONFIG_FILE, {}
+    values["config_tables"] = {k: v for k, v in file_values.items() if isinstance(v, dict)}
+    values["config_path"] = str(path)
+    values["environment"] = dict(env)
     for setting in SETTINGS:
         if flags.get(setting.name) is not None:
             values[setting.name] = _convert(setting, flags[setting.name], f"flag {setting.flag}")

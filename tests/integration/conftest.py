@@ -16,10 +16,10 @@ from workstream.config import Settings
 from workstream.handlers import HandlerTable
 from workstream.handlers.builtin import HANDLERS
 from workstream.jobs.events import JobEvent
-from workstream.service import Engine
 from workstream.store.base import Store
 from workstream.store.postgres import PostgresStore
 from workstream.store.sqlite import SqliteStore
+from workstream.system import System
 
 FAST = Settings(
     sweeper_interval=0.05,
@@ -69,7 +69,7 @@ class Watcher:
         return summary
 
 
-EngineFactory = Callable[..., tuple[Engine, Watcher]]
+EngineFactory = Callable[..., tuple[System, Watcher]]
 StoreFactory = Callable[[], Store]
 
 STORE_KINDS = ("sqlite", "postgres")
@@ -97,12 +97,14 @@ def new_store(request: pytest.FixtureRequest, db_path: Path) -> StoreFactory:
     return lambda: PostgresStore(db.url)
 
 
-def engine_factory(new_store: StoreFactory) -> tuple[EngineFactory, list[Engine]]:
-    engines: list[Engine] = []
+def engine_factory(new_store: StoreFactory) -> tuple[EngineFactory, list[System]]:
+    engines: list[System] = []
 
-    def start(handlers: Any = (), **settings: Any) -> tuple[Engine, Watcher]:
+    def start(handlers: Any = (), **settings: Any) -> tuple[System, Watcher]:
         table = HandlerTable([*HANDLERS, *handlers])
-        engine = Engine(FAST.replace(**settings), store=new_store(), handlers=table)
+        engine = System(
+            FAST.replace(**settings), store=new_store(), handlers=table, serve_http=False
+        )
         watcher = Watcher()
         engine.events.subscribe(watcher)
         engine.start()

@@ -12,8 +12,8 @@ from workstream.handlers import Handler, HandlerTable
 from workstream.handlers.builtin import HANDLERS
 from workstream.jobs.events import JOB_COMPLETED, JOB_FAILED
 from workstream.jobs.spec import JobSpec
-from workstream.service import Engine
 from workstream.store.sqlite import SqliteStore
+from workstream.system import System
 
 
 def test_the_audit_trail_records_every_transition(tmp_path: Path) -> None:
@@ -22,18 +22,19 @@ def test_the_audit_trail_records_every_transition(tmp_path: Path) -> None:
 
     trail_path = tmp_path / "audit.jsonl"
     trail = AuditTrail.start(path=trail_path)
-    engine = Engine(
+    engine = System(
         FAST.replace(max_retries=1),
         store=SqliteStore(tmp_path / "w.db"),
         handlers=HandlerTable([*HANDLERS, Handler("fails", fails)]),
+        serve_http=False,
     )
     watcher = Watcher()
     engine.events.subscribe(watcher)
     engine.events.subscribe_actor(trail, kinds=AuditTrail.KINDS)
     engine.start()
     try:
-        [ok] = engine.submit([JobSpec("echo", {"hi": 1})]).jobs
-        [bad] = engine.submit([JobSpec("fails")]).jobs
+        [ok] = engine.jobs.submit([JobSpec("echo", {"hi": 1})]).jobs
+        [bad] = engine.jobs.submit([JobSpec("fails")]).jobs
         watcher.wait_for(JOB_COMPLETED)
         watcher.wait_for(JOB_FAILED, final=True)
     finally:

@@ -70,14 +70,14 @@ def test_a_thousand_jobs_complete(start_engine: EngineFactory) -> None:
     ids = []
     for start in range(0, 1000, 100):
         specs = [JobSpec("echo", {"n": n}) for n in range(start, start + 100)]
-        ids += [job.id for job in engine.submit(specs, batch=True).jobs]
+        ids += [job.id for job in engine.jobs.submit(specs, batch=True).jobs]
     watcher.wait_for(JOB_COMPLETED, 1000)
-    counts = engine.count_jobs()
+    counts = engine.jobs.count_jobs()
     assert counts.of(JobStatus.COMPLETED) == 1000
     assert counts.ready == 0
-    sample = engine.get(ids[537])
+    sample = engine.jobs.get(ids[537])
     assert sample.result == {"n": 537} and sample.attempts == 1
-    assert engine.stats()["jobs_completed"] == 1000
+    assert engine.jobs.stats()["jobs_completed"] == 1000
 
 
 def test_an_always_failing_job_runs_one_plus_max_retries_times(
@@ -85,14 +85,14 @@ def test_an_always_failing_job_runs_one_plus_max_retries_times(
 ) -> None:
     flaky = Flaky(failures=99)
     engine, watcher = start_engine([Handler("flaky", flaky)])
-    [job] = engine.submit([JobSpec("flaky", max_retries=2)]).jobs
+    [job] = engine.jobs.submit([JobSpec("flaky", max_retries=2)]).jobs
     watcher.wait_for(JOB_FAILED, final=True)
-    done = engine.get(job.id)
+    done = engine.jobs.get(job.id)
     assert flaky.calls[job.id] == 3
     assert done.status is JobStatus.FAILED and done.run_at is None
     assert done.attempts == 3
     assert done.last_error == "RuntimeError: attempt 3 failed"
-    stats = engine.stats()
+    stats = engine.jobs.stats()
     assert (stats["jobs_failed"], stats["jobs_retried"], stats["job_attempts_failed"]) == (1, 2, 3)
 
 
@@ -101,9 +101,9 @@ def test_a_job_that_fails_twice_then_succeeds_completes_on_attempt_three(
 ) -> None:
     flaky = Flaky(failures=2)
     engine, watcher = start_engine([Handler("flaky", flaky)])
-    [job] = engine.submit([JobSpec("flaky")]).jobs
+    [job] = engine.jobs.submit([JobSpec("flaky")]).jobs
     watcher.wait_for(JOB_COMPLETED)
-    done = engine.get(job.id)
+    done = engine.jobs.get(job.id)
     assert done.status is JobStatus.COMPLETED
     assert done.attempts == 3
     assert done.result == {"attempt": 3}
@@ -116,21 +116,21 @@ def test_capacity_refuses_past_its_limit_and_stores_nothing_refused(
     gate = Gate()
     engine, watcher = start_engine([Handler("gate", gate)], worker_count=1, job_queue_capacity=3)
     try:
-        engine.submit([JobSpec("gate")])
+        engine.jobs.submit([JobSpec("gate")])
         watcher.wait_for(JOB_STARTED)  # the only worker is busy: nothing else leaves
-        engine.submit([JobSpec("gate"), JobSpec("gate")])
-        engine.submit([JobSpec("gate", run_at=9e9)])  # delayed: not counted
-        engine.submit([JobSpec("gate")])
+        engine.jobs.submit([JobSpec("gate"), JobSpec("gate")])
+        engine.jobs.submit([JobSpec("gate", run_at=9e9)])  # delayed: not counted
+        engine.jobs.submit([JobSpec("gate")])
         with pytest.raises(QueueFull) as one:
-            engine.submit([JobSpec("gate")])
+            engine.jobs.submit([JobSpec("gate")])
         with pytest.raises(QueueFull) as two:
-            engine.submit([JobSpec("gate")] * 2, batch=True)
+            engine.jobs.submit([JobSpec("gate")] * 2, batch=True)
         # One job started while the engine watched (at least a second is counted), so
         # places free at most once a second: two jobs need at least two.
         assert 1 <= one.value.retry_after <= 10
         assert 2 <= two.value.retry_after <= 10
-        assert len(engine.list(JobFilter(limit=1000)).jobs) == 5
-        assert engine.stats()["jobs_rejected"] == 3
+        assert len(engine.jobs.list(JobFilter(limit=1000)).jobs) == 5
+        assert engine.jobs.stats()["jobs_rejected"] == 3
     finally:
         gate.open.set()
     watcher.wait_for(JOB_COMPLETED, 4)
@@ -139,32 +139,32 @@ def test_capacity_refuses_past_its_limit_and_stores_nothing_refused(
 def test_cancel_and_manual_retry_obey_the_table(start_engine: EngineFactory) -> None:
     flaky = Flaky(failures=1)
     engine, watcher = start_engine([Handler("flaky", flaky)])
-    [later] = engine.submit([JobSpec("echo", run_at=9e9)]).jobs
-    assert engine.cancel(later.id).status is JobStatus.CANCELLED
+    [later] = engine.jobs.submit([JobSpec("echo", run_at=9e9)]).jobs
+    assert engine.jobs.cancel(later.id).status is JobStatus.CANCELLED
     with pytest.raises(IllegalTransition):
-        engine.cancel(later.id)
+        engine.jobs.cancel(later.id)
     with pytest.raises(IllegalTransition):
-        engine.retry(later.id)
-    [job] = engine.submit([JobSpec("flaky", max_retries=0)]).jobs
+        engine.jobs.retry(later.id)
+    [job] = engine.jobs.submit([JobSpec("flaky", max_retries=0)]).jobs
     watcher.wait_for(JOB_FAILED, final=True)
-    again = engine.retry(job.id)
+    again = engine.jobs.retry(job.id)
     assert again.status is JobStatus.PENDING
     watcher.wait_for(JOB_COMPLETED)
-    done = engine.get(job.id)
+    done = engine.jobs.get(job.id)
     assert done.status is JobStatus.COMPLETED and done.attempts == 2
     with pytest.raises(IllegalTransition):
-        engine.retry(job.id)
+        engine.jobs.retry(job.id)
     with pytest.raises(IllegalTransition):
-        engine.cancel(job.id)
+        engine.jobs.cancel(job.id)
 
 
 def test_a_delayed_job_starts_at_its_time_not_at_the_next_sweep(
     start_engine: EngineFactory,
 ) -> None:
     engine, watcher = start_engine(sweeper_interval=600.0)
-    [job] = engine.submit([JobSpec("echo", {"late": True}, run_at=_now() + 0.3)]).jobs
+    [job] = engine.jobs.submit([JobSpec("echo", {"late": True}, run_at=_now() + 0.3)]).jobs
     watcher.wait_for(JOB_COMPLETED, timeout=10)
-    done = engine.get(job.id)
+    done = engine.jobs.get(job.id)
     assert done.started_at is not None and done.started_at >= job.run_at
 
 
@@ -175,26 +175,26 @@ def test_a_handler_raising_system_exit_fails_its_attempt_and_nothing_stops(
         raise SystemExit(1)
 
     engine, watcher = start_engine([Handler("exits", exits)])
-    [job] = engine.submit([JobSpec("exits", max_retries=0)]).jobs
+    [job] = engine.jobs.submit([JobSpec("exits", max_retries=0)]).jobs
     watcher.wait_for(JOB_FAILED, final=True)
-    assert engine.get(job.id).last_error == "SystemExit: 1"
-    assert engine.health().ok
-    engine.submit([JobSpec("echo")])
+    assert engine.jobs.get(job.id).last_error == "SystemExit: 1"
+    assert engine.jobs.health().ok
+    engine.jobs.submit([JobSpec("echo")])
     watcher.wait_for(JOB_COMPLETED)
 
 
 def test_stop_waits_for_running_jobs_that_finish_in_time(start_engine: EngineFactory) -> None:
     gate = Gate()
     engine, watcher = start_engine([Handler("gate", gate)], shutdown_timeout=30.0)
-    engine.submit([JobSpec("gate")])
+    engine.jobs.submit([JobSpec("gate")])
     watcher.wait_for(JOB_STARTED)
     result: list[Any] = []
     stopper = threading.Thread(target=lambda: result.append(engine.stop()))
     stopper.start()
     # Admission and hand-out close first, while the job still runs.
-    assert engine.handout_stopped.wait(5)
+    assert engine.actors.handout_stopped.wait(5)
     with pytest.raises(ShuttingDown):
-        engine.submit([JobSpec("echo")])
+        engine.jobs.submit([JobSpec("echo")])
     gate.open.set()
     stopper.join(30)
     [summary] = result
@@ -208,7 +208,7 @@ def test_stop_returns_jobs_still_running_at_the_timeout_uncounted(
     gate = Gate()
     engine, watcher = start_engine([Handler("gate", gate)], shutdown_timeout=0.2)
     try:
-        [job] = engine.submit([JobSpec("gate")]).jobs
+        [job] = engine.jobs.submit([JobSpec("gate")]).jobs
         watcher.wait_for(JOB_STARTED)
         summary = engine.stop()
     finally:
@@ -234,9 +234,9 @@ def test_jobs_left_processing_by_a_crash_are_recovered_and_finish(
     engine, watcher = start_engine()
     assert engine.recovered == 2
     watcher.wait_for(JOB_COMPLETED)
-    first = engine.get("crashed-1")
+    first = engine.jobs.get("crashed-1")
     assert first.status is JobStatus.COMPLETED and first.attempts == 2
-    second = engine.get("crashed-2")  # 1 + 3 runs used: out of attempts
+    second = engine.jobs.get("crashed-2")  # 1 + 3 runs used: out of attempts
     assert second.status is JobStatus.FAILED and second.run_at is None
     assert "interrupted" in (second.last_error or "")
     assert watcher.count(JOB_RECOVERED) == 2
@@ -272,7 +272,7 @@ def test_a_stuck_registry_costs_a_bounded_wait_not_a_hung_request(
     engine.store.transaction = slow_transaction  # the Registry's next batch hangs
     try:
         with pytest.raises(ServiceBusy):
-            engine.submit([JobSpec("echo")])
+            engine.jobs.submit([JobSpec("echo")])
         assert stuck.is_set()
     finally:
         release.set()
@@ -281,9 +281,9 @@ def test_a_stuck_registry_costs_a_bounded_wait_not_a_hung_request(
 
 def test_health_reports_a_dead_core_actor(start_engine: EngineFactory) -> None:
     engine, _ = start_engine()
-    assert engine.health().ok
-    engine._sweeper.stop()
-    health = engine.health()
+    assert engine.jobs.health().ok
+    engine.actors.sweeper.stop()
+    health = engine.jobs.health()
     assert not health.ok and health.status == "unavailable"
     assert "sweeper" in health.details["reason"]
 
@@ -299,13 +299,13 @@ def test_health_reports_storage_that_keeps_failing_writes(start_engine: EngineFa
     try:
         for _ in range(3):
             with pytest.raises(StorageUnavailable):
-                engine.submit([JobSpec("echo")])
-        health = engine.health()
+                engine.jobs.submit([JobSpec("echo")])
+        health = engine.jobs.health()
         assert not health.ok and health.details["reason"] == "storage is failing writes"
     finally:
         engine.store.transaction = original
-    engine.submit([JobSpec("echo")])
-    assert engine.health().ok
+    engine.jobs.submit([JobSpec("echo")])
+    assert engine.jobs.health().ok
 
 
 def test_a_submission_whose_commit_outlasts_the_request_timeout_gets_its_job(
@@ -329,9 +329,9 @@ def test_a_submission_whose_commit_outlasts_the_request_timeout_gets_its_job(
     engine.store.transaction = slow_commit
     try:
         started = time.monotonic()
-        [job] = engine.submit([JobSpec("echo")], idempotency_key="slow", request_hash="h").jobs
+        [job] = engine.jobs.submit([JobSpec("echo")], idempotency_key="slow", request_hash="h").jobs
         waited = time.monotonic() - started
     finally:
         engine.store.transaction = original
     assert committing.is_set() and waited >= 1.0
-    assert engine.get(job.id).id == job.id
+    assert engine.jobs.get(job.id).id == job.id

@@ -17,8 +17,8 @@ from tests.integration.conftest import Watcher, engine_factory
 from tests.support import make_job
 from workstream.jobs.events import JOB_COMPLETED, JOB_RECOVERED
 from workstream.jobs.model import JobStatus
-from workstream.service import Engine
 from workstream.store.memory import MemoryStore
+from workstream.system import System
 
 
 class SharedMemoryStore(MemoryStore):
@@ -35,7 +35,7 @@ class SharedMemoryStore(MemoryStore):
 
 
 @pytest.fixture
-def shared() -> Iterator[tuple[SharedMemoryStore, Callable[[], tuple[Engine, Watcher]]]]:
+def shared() -> Iterator[tuple[SharedMemoryStore, Callable[[], tuple[System, Watcher]]]]:
     store = SharedMemoryStore()
     start, engines = engine_factory(lambda: store)
     # A sweep interval far beyond the test: only the store's wake-up can start work.
@@ -71,8 +71,8 @@ def test_start_up_recovers_expired_leases_only_never_a_live_nodes_jobs(shared) -
     engine, watcher = start()
     assert engine.recovered == 1
     watcher.wait_for(JOB_COMPLETED, job_id="left-by-a-dead-node")
-    assert engine.get("left-by-a-dead-node").attempts == 2  # the interrupted attempt counts
-    live = engine.get("held-by-a-live-node")
+    assert engine.jobs.get("left-by-a-dead-node").attempts == 2  # the interrupted attempt counts
+    live = engine.jobs.get("held-by-a-live-node")
     assert (live.status, live.owner) == (JobStatus.PROCESSING, "live-node")
     assert watcher.count(JOB_RECOVERED) == 1
 
@@ -85,4 +85,4 @@ def test_a_wake_up_from_the_store_starts_another_nodes_job_at_once(shared) -> No
         tx.insert(make_job("from-another-node", now=time.time()))
     store.wake()
     watcher.wait_for(JOB_COMPLETED, job_id="from-another-node", timeout=10.0)
-    assert engine.get("from-another-node").status is JobStatus.COMPLETED
+    assert engine.jobs.get("from-another-node").status is JobStatus.COMPLETED

@@ -168,12 +168,12 @@ def test_engine_runs_a_job_whose_claim_was_stored_despite_its_error(
     start, engines = engine_factory(lambda: lossy)  # type: ignore[arg-type, return-value]
     try:
         engine, watcher = start(handlers=[Handler("count", handler)])
-        [job] = engine.submit([JobSpec("count", max_retries=0)]).jobs
+        [job] = engine.jobs.submit([JobSpec("count", max_retries=0)]).jobs
         # Without the release, the job would sit `processing` for the 30 s lease and then
         # fail (its only attempt counted) without having run.
         watcher.wait_for(JOB_COMPLETED, timeout=10.0, job_id=job.id)
         assert [lost.id for lost in lossy.lost] == [job.id]
-        done = engine.get(job.id)
+        done = engine.jobs.get(job.id)
         assert (done.status, done.attempts, done.result) == (
             JobStatus.COMPLETED,
             1,
@@ -194,13 +194,13 @@ def test_engine_an_outcome_stored_despite_its_error_is_not_refused(
     start, engines = engine_factory(lambda: lossy)  # type: ignore[arg-type, return-value]
     try:
         engine, watcher = start()
-        [job] = engine.submit([JobSpec("echo", {"n": 1})]).jobs
+        [job] = engine.jobs.submit([JobSpec("echo", {"n": 1})]).jobs
         watcher.wait_for(JOB_COMPLETED, timeout=10.0, job_id=job.id)
         assert [lost.id for lost in lossy.lost] == [job.id]
-        assert engine.get(job.id).status is JobStatus.COMPLETED
+        assert engine.jobs.get(job.id).status is JobStatus.COMPLETED
         assert watcher.count(JOB_COMPLETED, job_id=job.id) == 1
         assert watcher.count(JOB_FENCED) == 0
-        assert engine.stats()["late_outcomes_refused"] == 0
+        assert engine.jobs.stats()["late_outcomes_refused"] == 0
     finally:
         for engine in engines:
             engine.stop()

@@ -10,7 +10,7 @@ import pytest
 
 from workstream.config import SETTINGS, Settings, load_settings
 from workstream.errors import ConfigError
-from workstream.runner import check_bind
+from workstream.system import check_bind
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -28,6 +28,7 @@ from workstream.actors.events import EventBus
 from workstream.actors.registry_messages import AttemptEnded, Finish, Outcome
 from workstream.actors.worker_messages import Run
 from workstream.handlers import Handler, HandlerTable
+from workstream.handlers.middleware import Call, Middleware, MiddlewareChain
 from workstream.jobs.events import JOB_STARTED, JobEvent
 from workstream.jobs.limits import MAX_DOCUMENT_BYTES
 from workstream.jobs.model import Job, JobContext
@@ -61,9 +62,8 @@ class _Attempt:
     def __init__(
         self, handler: Handler, payload: Any, context: JobContext, on_late_end: Callable[[], None]
     ) -> None:
-        self.ok = False
         self.result: Any = None
-        self.error: str | None = None
+        self.error: BaseException | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._abandoned = False
@@ -91,15 +91,60 @@ class _Attempt:
     def _run(self, handler: Handler, payload: Any, context: JobContext) -> None:
         try:
             self.result = handler.fn(payload, context)
-            self.ok = True
         except BaseException as exc:
-            self.error = describe_exception(exc)
+            self.error = exc
         finally:
             with self._lock:
                 self._done.set()
                 abandoned = self._abandoned
             if abandoned:
                 self._on_late_end()
+
+
+class NoHandler(LookupError):
+    """The error of an attempt whose type has no handler in this process."""
+
+
+class PublishStart(Middleware):
+    """Built in, first: tells the event bus a job started (its log line, the metrics, the
+    Retry-After estimate all follow `job_started`)."""
+
+    def __init__(self, events: EventBus, clock: Callable[[], float]) -> None:
+        self._events = events
+        self._clock = clock
+
+    def before(self, call: Call) -> None:
+        job = call.job
+        due = job.run_at if job.run_at is not None else job.created_at
+        now = self._clock()
+        started_at = job.started_at or now
+        self._events.publish(
+            [
+                JobEvent(
+                    JOB_STARTED,
+                    job.id,
+                    job.type,
+                    job.attempts,
+                    now,
+                    worker=call.worker,
+                    queue_wait=max(0.0, started_at - due),
+                )
+            ]
+        )
+
+
+class Timing(Middleware):
+    """Built in, innermost: how long the handler ran, for the outcome (and so for the
+    duration metrics and the `job_completed` / `job_failed` log lines)."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+
+    def before(self, call: Call) -> None:
+        call.state["workstream.started"] = self._monotonic()
+
+    def after(self, call: Call) -> None:
+        call.duration = self._monotonic() - call.state["workstream.started"]
 
 
 class Worker(pykka.ThreadingActor):
@@ -115,6 +160,7 @@ class Worker(pykka.ThreadingActor):
         registry: pykka.ActorRef[Any],
         dispatcher: pykka.ActorRef[Any],
         events: EventBus,
+        middleware: MiddlewareChain | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -124,61 +170,56 @@ class Worker(pykka.ThreadingActor):
         self._handlers = handlers
         self._registry = registry
         self._dispatcher = dispatcher
-        self._events = events
-        self._clock = clock
-        self._monotonic = monotonic
+        self._middleware = middleware or MiddlewareChain()
+        self._builtin = (PublishStart(events, clock),)
+        self._timing = Timing(monotonic)
 
     def on_start(self) -> None:
         self._dispatcher.tell(WorkerIdle(self.actor_ref))
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Run):
-            job = message.job
-            try:
-                outcome = self.run(job)
-            except Exception as exc:  # a bug here must not lose the job or the worker
-                log.exception("worker failed around a handler", extra={"event": "worker_error"})
-                error = f"internal error: {describe_exception(exc)}"
-                outcome = Outcome(job.id, job.attempts, self._owner, self.name, 0.0, error=error)
-            self._registry.tell(Finish(outcome))
-            self._dispatcher.tell(WorkerIdle(self.actor_ref))
-        elif isinstance(message, _LateEnd):
-            log.info(
-                "an abandoned handler call ended",
-                extra={
-                    "event": "abandoned_attempt_ended",
-                    "job_id": message.job_id,
-                    "attempt": message.attempt,
-                    "worker": self.name,
-                },
-            )
-            self._registry.tell(AttemptEnded(message.job_id, message.attempt))
-        else:
-            log.warning("worker ignored unknown message %r", type(message).__name__)
+        match message:
+            case Run(job=job):
+                try:
+                    outcome = self.run(job)
+                except Exception as exc:  # a bug here must not lose the job or the worker
+                    log.exception("worker failed around a handler", extra={"event": "worker_error"})
+                    error = f"internal error: {describe_exception(exc)}"
+                    outcome = Outcome(
+                        job.id, job.attempts, self._owner, self.name, 0.0, error=error
+                    )
+                self._registry.tell(Finish(outcome))
+                self._dispatcher.tell(WorkerIdle(self.actor_ref))
+            case _LateEnd(job_id=job_id, attempt=attempt):
+                log.info(
+                    "an abandoned handler call ended",
+                    extra={
+                        "event": "abandoned_attempt_ended",
+                        "job_id": job_id,
+                        "attempt": attempt,
+                        "worker": self.name,
+                    },
+                )
+                self._registry.tell(AttemptEnded(job_id, attempt))
+            case _:
+                log.warning("worker ignored unknown message %r", type(message).__name__)
         return None
 
     def run(self, job: Job) -> Outcome:
-        """Run one attempt of `job` and describe how it went."""
-        due = job.run_at if job.run_at is not None else job.created_at
-        now = self._clock()
-        started_at = job.started_at or now
-        self._events.publish(
-            [
-                JobEvent(
-                    JOB_STARTED,
-                    job.id,
-                    job.type,
-                    job.attempts,
-                    now,
-                    worker=self.name,
-                    queue_wait=max(0.0, started_at - due),
-                )
-            ]
-        )
-        started = self._monotonic()
-        result, error, abandoned = self._call(job)
+        """Run one attempt of `job`, inside the middleware, and describe how it went."""
+        call = Call(job, self.name)
+        # Built-ins outermost (the start event) and innermost (timing), so that what users
+        # add runs inside the start event and its own time is not the handler's.
+        chain = (*self._builtin, *self._middleware.items, self._timing)
+        self._middleware.before(call, chain)
+        self._call(job, call)
+        self._middleware.after(call, chain)
+        error = None
+        if call.error is not None:
+            no_handler = isinstance(call.error, NoHandler)
+            error = str(call.error) if no_handler else describe_exception(call.error)
         if error is None:
-            problem = json_problem(result, max_bytes=MAX_DOCUMENT_BYTES)
+            problem = json_problem(call.result, max_bytes=MAX_DOCUMENT_BYTES)
             if problem is not None:
                 error = f"the handler's result cannot be stored: {problem}"
         return Outcome(
@@ -186,27 +227,30 @@ class Worker(pykka.ThreadingActor):
             attempt=job.attempts,
             owner=self._owner,
             worker=self.name,
-            duration=self._monotonic() - started,
-            result=None if error is not None else result,
+            duration=call.duration,
+            result=None if error is not None else call.result,
             error=error,
-            abandoned=abandoned,
+            abandoned=call.timed_out,
         )
 
-    def _call(self, job: Job) -> tuple[Any, str | None, bool]:
-        """(result, error, abandoned) of one handler call."""
+    def _call(self, job: Job, call: Call) -> None:
+        """Run the handler; its result or its exception lands in `call`."""
         handler = self._handlers.get(job.type)
         if handler is None:
-            return None, f"no handler is registered for type {job.type!r}", False
+            call.error = NoHandler(f"no handler is registered for type {job.type!r}")
+            return
         context = JobContext.of(job)
         if handler.timeout is None:
             try:
-                return handler.fn(job.payload, context), None, False
+                call.result = handler.fn(job.payload, context)
             except BaseException as exc:
-                return None, describe_exception(exc), False
+                call.error = exc
+            return
         attempt = _Attempt(handler, job.payload, context, self._late_end_notice(job))
         attempt.start()
         if attempt.wait(handler.timeout):
-            return attempt.result, (None if attempt.ok else attempt.error or "failed"), False
+            call.result, call.error = attempt.result, attempt.error
+            return
         log.warning(
             "handler timed out; its call is abandoned and may still be running",
             extra={
@@ -217,8 +261,10 @@ class Worker(pykka.ThreadingActor):
                 "worker": self.name,
             },
         )
-        timeout = f"{handler.timeout:g}s"
-        return None, f"TimeoutError: the handler ran longer than its timeout of {timeout}", True
+        call.timed_out = True
+        call.error = TimeoutError(
+            f"the handler ran longer than its timeout of {handler.timeout:g}s"
+        )
 
     def _late_end_notice(self, job: Job) -> Callable[[], None]:
         ref, message = self.actor_ref, _LateEnd(job.id, job.attempts)

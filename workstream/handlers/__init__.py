@@ -17,6 +17,7 @@ import importlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from workstream.errors import ConfigError, InvalidPayload, UnknownJobType
@@ -111,10 +112,20 @@ def handler(
     return default_table.register(job_type, timeout=timeout, validate=validate)
 
 
+def import_module_for(setting: str, name: str) -> ModuleType:
+    """Import a module a setting names. Any failure (not found, or an exception raised
+    while it imports) is a ConfigError naming the setting and the module: exit 2."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ConfigError(f"{setting}: cannot import module {name!r}: {exc}") from None
+    except Exception as exc:
+        raise ConfigError(
+            f"{setting}: module {name!r} failed while importing: {type(exc).__name__}: {exc}"
+        ) from None
+
+
 def import_handler_modules(names: Iterable[str]) -> None:
     """Import the modules named in JOB_HANDLERS; each registers its handlers on import."""
     for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"JOB_HANDLERS: cannot import module {name!r}: {exc}") from None
+        import_module_for("JOB_HANDLERS", name)

@@ -6,13 +6,14 @@ needs; everything else (threads, limits of the server) belongs to `server.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import falcon
 
 from workstream.http.body import MAX_BODY_BYTES
 from workstream.http.errors import register_error_handlers
 from workstream.http.middleware import RequestIdMiddleware, TokenAuthMiddleware
 from workstream.http.openapi import openapi_document
-from workstream.http.protocol import JobService
 from workstream.http.resources import (
     HealthResource,
     JobActionResource,
@@ -22,15 +23,22 @@ from workstream.http.resources import (
     MetricsResource,
     OpenApiResource,
 )
+from workstream.jobs.service import JobService
 
 
 def create_app(
-    service: JobService, *, api_token: str | None = None, max_body_bytes: int = MAX_BODY_BYTES
+    service: JobService,
+    *,
+    api_token: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    routes: Sequence[tuple[str, object]] = (),
 ) -> falcon.App:
     """The WSGI application of the API in SPEC section 4.
 
     With `api_token`, every route but `GET /health` requires `Authorization: Bearer
-    <api_token>`. `max_body_bytes` bounds request bodies (413 past it).
+    <api_token>`. `max_body_bytes` bounds request bodies (413 past it). `routes` are
+    extensions' resources (under `/ext/<name>`), served with the same middleware and
+    error handling as the API.
     """
     middleware: list[object] = [RequestIdMiddleware()]
     if api_token:
@@ -50,4 +58,6 @@ def create_app(
     app.add_route("/metrics", MetricsResource(service))
     app.add_route("/health", HealthResource(service))
     app.add_route("/openapi.json", OpenApiResource(openapi_document()))
+    for path, resource in routes:
+        app.add_route(path, resource)
     return app

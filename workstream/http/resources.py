@@ -13,11 +13,11 @@ import falcon
 from workstream.errors import InvalidRequest
 from workstream.http import idempotency
 from workstream.http.body import MAX_BODY_BYTES, read_json_body, read_no_input
-from workstream.http.protocol import JobService
 from workstream.http.query import next_page_link, parse_list_query
 from workstream.http.render import JSON, render_json, send_json
 from workstream.http.submissions import parse_batch, parse_single
 from workstream.jobs.model import Job
+from workstream.jobs.service import JobService
 
 Clock = Callable[[], float]
 

@@ -24,10 +24,10 @@ from workstream.errors import (
     StorageUnavailable,
     UnknownJobType,
 )
-from workstream.http.protocol import Health, Submission
 from workstream.jobs import states
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.service import Health, Submission
 from workstream.jobs.spec import JobSpec
 
 T0 = 1_800_000_000.0

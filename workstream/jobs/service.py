@@ -1,6 +1,7 @@
-"""What the HTTP layer needs from the rest of WorkStream.
+"""The job service: what the HTTP layer (and every extension) asks of WorkStream.
 
-The real implementation is `workstream.service.Engine`; HTTP tests pass a fake. Every
+A port in the domain, so that callers need neither actors nor stores. The real
+implementation is `workstream.actors.gateway.Gateway`; HTTP tests pass a fake. Every
 method either returns or raises a `workstream.errors.WorkStreamError`; none blocks without
 a bound (a stuck engine raises `ServiceBusy`, which is a 503).
 """

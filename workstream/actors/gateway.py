@@ -1,0 +1,173 @@
+"""The `JobService` the HTTP layer and extensions talk to: a gateway into the actors.
+
+Writes become messages to the Dispatcher (submissions) or the Registry (cancel, retry),
+each waited on with a bound (`request_timeout`): a stuck actor costs a 503, never a hung
+thread. Reads go straight to the store's reader connections and never queue behind the
+Registry. A submission carries a `Ticket`, so that a 503 is sent only for a job that was not
+stored (see `workstream.actors.replies.Ticket`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pykka
+
+from workstream.actors.ask import ask
+from workstream.actors.dispatcher_messages import DispatcherStatus, Status, Submit
+from workstream.actors.registry_messages import Cancel, Create, Created, Retry
+from workstream.actors.replies import Ticket
+from workstream.actors.system import ActorSystem
+from workstream.errors import (
+    InvalidRequest,
+    NotFound,
+    QueueFull,
+    ServiceBusy,
+    ShuttingDown,
+    StorageUnavailable,
+)
+from workstream.jobs.limits import MAX_DOCUMENT_BYTES, PAGE_BYTES
+from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.model import Job
+from workstream.jobs.service import Health, Submission
+from workstream.jobs.spec import JobSpec
+from workstream.store.base import Counts
+from workstream.units import json_problem, shorten
+
+STATUS_TIMEOUT = 2.0  # a scrape of /metrics waits at most this long for busy workers
+
+
+class MetricsView(Protocol):
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def exposition(self) -> tuple[str, bytes]: ...
+
+
+class RetryEstimate(Protocol):
+    def retry_after(self, jobs: int = 1) -> int: ...
+
+
+class Gateway:
+    """Implements `workstream.jobs.service.JobService` over a running `ActorSystem`."""
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        *,
+        request_timeout: float,
+        metrics: MetricsView,
+        retry_estimate: RetryEstimate,
+        clock: Callable[[], float],
+    ) -> None:
+        self._system = system
+        self._request_timeout = request_timeout
+        self._metrics = metrics
+        self._retry_estimate = retry_estimate
+        self._clock = clock
+
+    def _request(
+        self,
+        ref: pykka.ActorRef[Any] | None,
+        make: Callable[[Any], Any],
+        ticket: Ticket | None = None,
+    ) -> Any:
+        if self._system.draining.is_set() or ref is None:
+            raise ShuttingDown("the server is shutting down")
+        return ask(ref, make, self._request_timeout, ticket)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def check_job(self, spec: JobSpec, index: int | None = None) -> None:
+        """Refuse, before anything is stored, a job that could never run: a payload that
+        is not storable JSON, an unknown type, a payload its handler's validator refuses."""
+        where = "" if index is None else f"jobs[{index}]: "
+        problem = json_problem(spec.payload, max_bytes=MAX_DOCUMENT_BYTES)
+        if problem is not None:
+            raise InvalidRequest(f"{where}'payload' cannot be stored: {problem}")
+        self._system.handlers.check_submission(spec.type, spec.payload, index)
+
+    def submit(
+        self,
+        specs: list[JobSpec],
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        batch: bool = False,
+        checked: bool = False,
+    ) -> Submission:
+        if not checked:
+            for index, spec in enumerate(specs):
+                self.check_job(spec, index if batch else None)
+        ticket = Ticket()
+        try:
+            created: Created = self._request(
+                self._system.dispatcher,
+                lambda reply: Submit(
+                    Create(
+                        specs=specs,
+                        reply=reply,
+                        idempotency_key=idempotency_key,
+                        request_hash=request_hash,
+                        ticket=ticket,
+                    )
+                ),
+                ticket,
+            )
+        except QueueFull as refused:
+            now = self._clock()
+            due = sum(1 for spec in specs if spec.run_at is None or spec.run_at <= now)
+            refused.retry_after = self._retry_estimate.retry_after(due)
+            raise
+        return Submission(created.jobs, created.created)
+
+    def cancel(self, job_id: str) -> Job:
+        return self._request(self._system.registry, lambda reply: Cancel(job_id, reply))
+
+    def retry(self, job_id: str) -> Job:
+        return self._request(self._system.registry, lambda reply: Retry(job_id, reply))
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        job = self._system.store.get(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {shorten(job_id)}")
+        return job
+
+    def list(self, query: JobFilter) -> JobPage:
+        return self._system.store.list(dataclasses.replace(query, max_bytes=PAGE_BYTES))
+
+    def count_jobs(self) -> Counts:
+        return self._system.store.counts(self._clock())
+
+    def dispatcher_status(self) -> DispatcherStatus | None:
+        ref = self._system.dispatcher
+        if ref is None or self._system.draining.is_set():
+            return None
+        try:
+            return ask(ref, lambda reply: Status(reply), STATUS_TIMEOUT)
+        except (ServiceBusy, ShuttingDown):
+            return None
+
+    def health(self) -> Health:
+        system = self._system
+        if system.draining.is_set():
+            return Health(False, "shutting_down")
+        down = system.down()
+        if down:
+            return Health(False, "unavailable", {"reason": f"{', '.join(down)} not running"})
+        if system.write_health.failing:
+            return Health(False, "unavailable", {"reason": "storage is failing writes"})
+        try:
+            system.store.ping()
+        except StorageUnavailable:
+            return Health(False, "unavailable", {"reason": "storage unreachable"})
+        return Health(True, "ok", {"workers": system.workers_alive()})
+
+    def stats(self) -> dict[str, Any]:
+        return self._metrics.snapshot()
+
+    def metrics_text(self) -> tuple[str, bytes]:
+        return self._metrics.exposition()

@@ -1,0 +1,294 @@
+"""The actors, started bottom-up and stopped top-down, and the ordered shutdown.
+
+Start (the store is already open): the Registry, then recovery of the jobs an earlier run
+left `processing`, then the Dispatcher, the Workers, the Sweeper and the Ticker. Stop:
+stop admission and hand-out, wait for running jobs up to `shutdown_timeout`, give back what
+still runs (attempt not counted), flush, then stop the actors, the Registry last.
+
+The composition root (`workstream.system`) builds this from settings; extensions reach it
+only through `workstream.extensions.ExtensionContext`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from workstream.actors.ask import ask
+from workstream.actors.dispatcher import Dispatcher
+from workstream.actors.dispatcher_messages import StopHandout, Wake
+from workstream.actors.events import EventBus
+from workstream.actors.registry import Registry, WriteHealth
+from workstream.actors.registry_messages import Barrier, Recover, Release, RenewLeases, Sweep, Swept
+from workstream.actors.sweeper import Sweeper, Tick
+from workstream.actors.ticker import Ticker
+from workstream.actors.worker import Worker
+from workstream.errors import ServiceBusy, ShuttingDown, StorageUnavailable
+from workstream.handlers import HandlerTable
+from workstream.handlers.middleware import MiddlewareChain
+from workstream.jobs.events import JOB_COMPLETED, JOB_FAILED, MAKES_WORK, JobEvent
+from workstream.jobs.retry import RetryPolicy
+from workstream.store.base import Store
+
+log = logging.getLogger(__name__)
+
+CONTROL_TIMEOUT = 10.0  # bound on the system's own asks during start-up and shutdown
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The settings the actors need, as plain values (the actors never read Settings)."""
+
+    worker_count: int = 10
+    job_queue_capacity: int = 100
+    sweeper_interval: float = 10.0
+    lease_duration: float = 30.0
+    max_retries: int = 3
+    shutdown_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ShutdownSummary:
+    running_at_start: int
+    finished_during_drain: int
+    returned_to_pending: int
+    drained: bool  # every running job finished within shutdown_timeout
+    seconds: float
+
+
+class ActorSystem:
+    """Owns the actor refs, the event bus, the ticker and the order of start and stop."""
+
+    def __init__(
+        self,
+        tuning: Tuning,
+        *,
+        store: Store,
+        handlers: HandlerTable,
+        owner: str,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        retry_policy: RetryPolicy,
+        events: EventBus | None = None,
+        middleware: MiddlewareChain | None = None,
+    ) -> None:
+        self.tuning = tuning
+        self.store = store
+        self.handlers = handlers
+        self.owner = owner
+        self.clock = clock
+        self.events = events or EventBus()
+        self.middleware = middleware or MiddlewareChain()
+        self.ticker = Ticker(clock=clock)
+        self.write_health = WriteHealth()
+        self.registry: pykka.ActorRef[Any] | None = None
+        self.dispatcher: pykka.ActorRef[Any] | None = None
+        self.sweeper: pykka.ActorRef[Any] | None = None
+        self.workers: list[pykka.ActorRef[Any]] = []
+        self.draining = threading.Event()
+        self.handout_stopped = threading.Event()  # set once no new job will start
+        self.recovered = 0
+        self._new_id = new_id
+        self._policy = retry_policy
+        self._all_idle = threading.Event()  # set once no Worker runs a job after that
+        self._drain_started: float | None = None
+        self._running_at_shutdown = 0
+        self._finished_during_drain = _Counter()
+        self._stopped = False
+
+    # -- start --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every actor, bottom-up; on failure, stop what started and re-raise."""
+        try:
+            self._start_actors()
+        except BaseException:
+            self.stop_actors()
+            raise
+
+    def _start_actors(self) -> None:
+        tuning = self.tuning
+        self.registry = Registry.start(
+            store=self.store,
+            events=self.events,
+            owner=self.owner,
+            clock=self.clock,
+            new_id=self._new_id,
+            retry_policy=self._policy,
+            lease_duration=tuning.lease_duration,
+            default_max_retries=tuning.max_retries,
+            write_health=self.write_health,
+        )
+        self.recovered = self._recover_at_start()
+        log.info(
+            "recovery finished",
+            extra={"event": "recovery_finished", "recovered": self.recovered},
+        )
+        self.dispatcher = Dispatcher.start(
+            registry=self.registry,
+            capacity=tuning.job_queue_capacity,
+            clock=self.clock,
+            schedule=self.ticker.at,
+        )
+        # Told first: it starts work, and a job's start should not wait for its
+        # `job_created` log line and metrics (published on the Registry's thread).
+        self.events.subscribe_actor(self.dispatcher, kinds=MAKES_WORK, first=True)
+        self.workers = [
+            Worker.start(
+                name=f"worker-{index}",
+                owner=self.owner,
+                handlers=self.handlers,
+                registry=self.registry,
+                dispatcher=self.dispatcher,
+                events=self.events,
+                middleware=self.middleware,
+                clock=self.clock,
+            )
+            for index in range(1, tuning.worker_count + 1)
+        ]
+        self.sweeper = Sweeper.start(registry=self.registry)
+        sweeper, registry = self.sweeper, self.registry
+        self.ticker.every(tuning.sweeper_interval, lambda: sweeper.tell(Tick()))
+        self.ticker.every(tuning.lease_duration / 3, lambda: registry.tell(RenewLeases()))
+        if not self.store.exclusive:
+            # Other nodes add work too: a missed wake-up costs at most one sweep interval.
+            self.ticker.every(tuning.sweeper_interval, self.wake_dispatcher)
+        self.ticker.start()
+        self.store.watch(self.wake_dispatcher)
+
+    def _recover_at_start(self) -> int:
+        """Jobs a previous run left `processing` were interrupted; their attempts count.
+        A store this process owns alone holds only its own previous jobs: all of them go
+        back at once. A shared store (PostgreSQL) also holds jobs that live nodes are
+        running: only those whose lease expired go back, whoever held them; this node's
+        own previous jobs follow when their leases run out."""
+        assert self.registry is not None
+        if self.store.exclusive:
+            return ask(self.registry, lambda reply: Recover(reply=reply), CONTROL_TIMEOUT)
+        recovered = 0
+        while True:
+            swept: Swept = ask(self.registry, lambda reply: Sweep(reply=reply), CONTROL_TIMEOUT)
+            recovered += swept.recovered
+            if not swept.more:
+                return recovered
+
+    def wake_dispatcher(self) -> None:
+        """Work may be due that this process did not make (another node's): look now.
+        Called from the store's listener thread and the ticker; never blocks."""
+        ref = self.dispatcher
+        if ref is None:
+            return
+        with contextlib.suppress(pykka.ActorDeadError):  # shutting down
+            ref.tell(Wake())
+
+    # -- what the gateway and health need ---------------------------------------------
+
+    def down(self) -> list[str]:
+        """The core parts that are not running (empty when all are)."""
+        core = {"registry": self.registry, "dispatcher": self.dispatcher, "sweeper": self.sweeper}
+        down = [name for name, ref in core.items() if ref is None or not ref.is_alive()]
+        if not self.ticker.alive:
+            down.append("ticker")
+        if self.workers_alive() == 0:
+            down.append("workers")
+        return down
+
+    def workers_alive(self) -> int:
+        return sum(1 for ref in self.workers if ref.is_alive())
+
+    # -- stop ---------------------------------------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """Stop taking jobs (submissions get ShuttingDown, 503) and starting them (pending
+        jobs wait for the next run). Running jobs go on; `stop()` waits for them."""
+        if self.draining.is_set():
+            return
+        self.draining.set()
+        self._drain_started = time.monotonic()
+        self.events.subscribe(self._finished_during_drain, kinds=(JOB_COMPLETED, JOB_FAILED))
+        if self.dispatcher is not None:
+            try:
+                self._running_at_shutdown = ask(
+                    self.dispatcher,
+                    lambda reply: StopHandout(reply, self._all_idle),
+                    CONTROL_TIMEOUT,
+                )
+            except (ServiceBusy, ShuttingDown):
+                log.warning("the dispatcher did not confirm the end of hand-out")
+        self.handout_stopped.set()
+        log.info(
+            "shutdown started",
+            extra={"event": "shutdown_started", "running": self._running_at_shutdown},
+        )
+
+    def stop(self, before_actors_stop: Callable[[], None] | None = None) -> ShutdownSummary:
+        """Drain and stop: running jobs get SHUTDOWN_TIMEOUT (counted from
+        `begin_shutdown`) to finish; what still runs then goes back to pending, that
+        attempt not counted; then `before_actors_stop` (the extensions' actors stop
+        there, having seen every event), then the actors. A second call does nothing."""
+        self.begin_shutdown()
+        if self._stopped:
+            return ShutdownSummary(0, 0, 0, True, 0.0)
+        self._stopped = True
+        started = self._drain_started or time.monotonic()
+        released = 0
+        drained = True
+        try:
+            if self.dispatcher is not None:
+                remaining = self.tuning.shutdown_timeout - (time.monotonic() - started)
+                drained = self._all_idle.wait(max(0.0, remaining))
+            if self.registry is not None:
+                released = ask(self.registry, lambda reply: Release(reply=reply), CONTROL_TIMEOUT)
+                ask(self.registry, lambda reply: Barrier(reply), CONTROL_TIMEOUT)
+        except (ServiceBusy, ShuttingDown, StorageUnavailable) as exc:
+            log.error(
+                "shutdown could not hand back running jobs: %s; they will be recovered at "
+                "the next start",
+                exc,
+                extra={"event": "shutdown_error"},
+            )
+        finally:
+            try:
+                if before_actors_stop is not None:
+                    before_actors_stop()
+            finally:
+                self.stop_actors()
+        return ShutdownSummary(
+            running_at_start=self._running_at_shutdown,
+            finished_during_drain=self._finished_during_drain.count,
+            returned_to_pending=released,
+            drained=drained,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    def stop_actors(self) -> None:
+        """Top-down: the ticker first (no more ticks), the Registry last."""
+        self.ticker.stop()
+        for ref in (self.sweeper, *self.workers, self.dispatcher):
+            if ref is not None:
+                ref.stop(block=False)  # a Worker stuck in a handler never reads it: fine
+        if self.registry is not None:
+            try:
+                self.registry.stop(block=True, timeout=CONTROL_TIMEOUT)
+            except pykka.Timeout:
+                log.error("registry did not stop in time", extra={"event": "shutdown_error"})
+        self.events.unsubscribe_all()
+
+
+class _Counter:
+    """A listener that counts the events it is given."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, events: Sequence[JobEvent]) -> None:
+        with self._lock:
+            self.count += len(events)

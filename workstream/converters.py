@@ -1,0 +1,164 @@
+"""Converters for settings: each turns a raw value (text from the environment or a flag,
+or a TOML value) into a typed one, or raises ValueError with a message for the user.
+
+`Setting` is one row of a settings table: the core's (`workstream.config.SETTINGS`) and
+each extension's own section (`workstream.extensions.ExtensionContext.settings`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workstream.units import parse_duration
+
+# -- converters: raw value (str from env/flags, or a TOML value) -> typed value -------------
+
+
+def as_text(raw: Any) -> str:
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise ValueError("expected text")
+    return str(raw).strip()
+
+
+def whole(raw: Any, lowest: int, highest: int | None = None) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(raw, int):
+        value = raw
+    else:
+        text = as_text(raw)
+        if not text.lstrip("+-").isdigit():
+            raise ValueError("expected a whole number")
+        value = int(text)
+    if value < lowest or (highest is not None and value > highest):
+        bound = f"from {lowest} to {highest}" if highest is not None else f"{lowest} or more"
+        raise ValueError(f"must be {bound}")
+    return value
+
+
+def positive_int(raw: Any) -> int:
+    return whole(raw, 1, 100_000)
+
+
+def non_negative_int(raw: Any) -> int:
+    return whole(raw, 0, 1000)
+
+
+def port(raw: Any) -> int:
+    return whole(raw, 0, 65535)
+
+
+MAX_DURATION = 30 * 24 * 3600.0  # beyond this a setting is a mistake, not a plan
+
+
+def _duration(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("expected a duration like 500ms, 10s or 1m30s")
+    seconds = float(raw) if isinstance(raw, int | float) else parse_duration(as_text(raw))
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("must be a finite duration, not negative")
+    if seconds > MAX_DURATION:
+        raise ValueError("must be at most 30 days")
+    return seconds
+
+
+def duration(raw: Any) -> float:
+    """A duration that must be more than zero."""
+    seconds = _duration(raw)
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return seconds
+
+
+def duration_or_zero(raw: Any) -> float:
+    return _duration(raw)
+
+
+def interval(raw: Any) -> float:
+    """How often something periodic runs: at least 50ms, so that it cannot spin."""
+    seconds = _duration(raw)
+    if seconds < 0.05:
+        raise ValueError("must be at least 50ms")
+    return seconds
+
+
+def boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = as_text(raw).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def optional_text(raw: Any) -> str | None:
+    text = as_text(raw)
+    return text or None
+
+
+def host(raw: Any) -> str:
+    text = as_text(raw)
+    if not text or any(ch.isspace() for ch in text):
+        raise ValueError("expected an IP address or host name")
+    return text
+
+
+def module_list(raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else as_text(raw).split(",")
+    names = tuple(as_text(item) for item in items if as_text(item))
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"{name!r} is not a Python module name")
+    return names
+
+
+def middleware_list(raw: Any) -> tuple[str, ...]:
+    """`module:attribute` entries, comma-separated (or a TOML list)."""
+    items = raw if isinstance(raw, list) else as_text(raw).split(",")
+    entries = tuple(as_text(item) for item in items if as_text(item))
+    for entry in entries:
+        module, _, attribute = entry.partition(":")
+        if not module_list(module) or not attribute.isidentifier():
+            raise ValueError(f"{entry!r} is not module:attribute")
+    return entries
+
+
+def choice(*allowed: str) -> Callable[[Any], str]:
+    def convert(raw: Any) -> str:
+        text = as_text(raw).lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return text
+
+    return convert
+
+
+def database_url(raw: Any) -> str:
+    text = as_text(raw)
+    if not text.startswith(("sqlite:///", "postgresql://", "postgres://")) or text == "sqlite:///":
+        raise ValueError(
+            "expected sqlite:///relative/path, sqlite:////absolute/path or postgresql://..."
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # attribute name; env var = name.upper(); TOML key = name; flag = --name
+    default: Any
+    convert: Callable[[Any], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")

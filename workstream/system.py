@@ -1,0 +1,299 @@
+"""The composition root: the one module that builds the whole system from settings and
+owns its start and stop.
+
+Start: import the extension modules (a typo costs nothing yet) -> handlers (built-ins,
+then JOB_HANDLERS) and WORKER_MIDDLEWARE -> open the store (lock, migrate) -> the actors
+(Registry, recovery, Dispatcher, Workers, Sweeper, Ticker) -> each extension's setup, in
+order -> the HTTP port. Stop, on SIGTERM or SIGINT: refuse new jobs (503) -> stop the HTTP
+server (closing keep-alive connections) -> drain running jobs, give back what still runs
+-> stop the extensions' actors, in reverse order -> stop the core actors -> close the store
+-> exit 0. A second signal during the drain exits at once; what was running is recovered
+at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from types import FrameType
+
+from workstream.actors.events import EventBus
+from workstream.actors.gateway import Gateway
+from workstream.actors.system import ActorSystem, ShutdownSummary, Tuning
+from workstream.config import Settings
+from workstream.errors import ConfigError
+from workstream.extensions import (
+    ExtensionContext,
+    LoadedExtension,
+    load_extensions,
+    run_setup,
+    unclaimed_sections,
+)
+from workstream.handlers import HandlerTable, default_table, import_handler_modules
+from workstream.handlers.builtin import builtin_handlers
+from workstream.handlers.middleware import MiddlewareChain, load_middleware
+from workstream.http.app import create_app
+from workstream.http.server import HttpServer
+from workstream.jobs.events import JOB_STARTED
+from workstream.jobs.retry import RetryPolicy
+from workstream.logs import log_job_events
+from workstream.metrics import Metrics
+from workstream.start_rate import StartRate
+from workstream.store import store_from_url
+from workstream.store.base import Store
+
+log = logging.getLogger("workstream.server")
+
+# At shutdown, requests already being answered get this long to finish (new submissions
+# get 503 at once, so they are quick); idle keep-alive connections are closed at once.
+HTTP_DRAIN_SECONDS = 5.0
+
+
+def new_owner_id() -> str:
+    """A random id for this process's life: who holds a claimed job."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse to serve an unauthenticated API beyond this machine unless asked to."""
+    if settings.loopback_only() or settings.api_token or settings.allow_insecure_bind:
+        return
+    raise ConfigError(
+        f"invalid HOST = {settings.host!r}: it is not a loopback address and API_TOKEN is not "
+        "set; set API_TOKEN, or ALLOW_INSECURE_BIND=true to serve without authentication"
+    )
+
+
+def build_handlers(settings: Settings) -> HandlerTable:
+    """Built-ins first; handlers registered by JOB_HANDLERS modules may replace them."""
+    import_handler_modules(settings.job_handlers)
+    table = HandlerTable(builtin_handlers(settings))
+    for job_type in default_table.types():
+        registered = default_table.get(job_type)
+        if registered is not None:
+            table.add(registered)
+    return table
+
+
+class System:
+    """Everything, built from settings. Tests inject the store, handlers, clock and ids,
+    and may leave the HTTP port closed (`serve_http=False`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        handlers: HandlerTable | None = None,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        owner: str | None = None,
+        jitter: Callable[[float, float], float] = random.uniform,
+        metrics: Metrics | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.extensions: list[LoadedExtension] = load_extensions(settings.extensions)
+        self.store = store or store_from_url(settings.database_url)
+        self.handlers = handlers or build_handlers(settings)
+        self.middleware = MiddlewareChain(load_middleware(settings.worker_middleware))
+        self.owner = owner or new_owner_id()
+        self.metrics = metrics or Metrics(node=self.owner)
+        self.events = EventBus()
+        self.clock = clock
+        self.actors = ActorSystem(
+            Tuning(
+                worker_count=settings.worker_count,
+                job_queue_capacity=settings.job_queue_capacity,
+                sweeper_interval=settings.sweeper_interval,
+                lease_duration=settings.lease_duration,
+                max_retries=settings.max_retries,
+                shutdown_timeout=settings.shutdown_timeout,
+            ),
+            store=self.store,
+            handlers=self.handlers,
+            owner=self.owner,
+            clock=clock,
+            new_id=new_id,
+            retry_policy=RetryPolicy(settings.retry_backoff, settings.retry_backoff_max, jitter),
+            events=self.events,
+            middleware=self.middleware,
+        )
+        start_rate = StartRate(clock)  # for the Retry-After of a 429
+        self.events.subscribe(self.metrics.on_events)
+        self.events.subscribe(log_job_events)
+        self.events.subscribe(start_rate.on_events, kinds=(JOB_STARTED,))
+        self.jobs = Gateway(
+            self.actors,
+            request_timeout=settings.request_timeout,
+            metrics=self.metrics,
+            retry_estimate=start_rate,
+            clock=clock,
+        )
+        self.metrics.bind(self.jobs)
+        self.serve_http = serve_http
+        self.http: HttpServer | None = None
+        self.port: int | None = None
+        self._stop_requested = threading.Event()
+        self._signals = 0
+        self._stopped = False
+
+    @property
+    def recovered(self) -> int:
+        return self.actors.recovered
+
+    # -- start --------------------------------------------------------------------------
+
+    def start(self) -> int | None:
+        """Start everything; on any failure, stop what started and re-raise. Returns the
+        HTTP port (None without HTTP)."""
+        if self.serve_http:
+            check_bind(self.settings)
+        self.store.open()
+        try:
+            self.actors.start()
+        except BaseException:
+            self.store.close()
+            raise
+        try:
+            self._start_extensions()
+            if self.serve_http:
+                self._open_port()
+        except BaseException:
+            self.stop()
+            raise
+        return self.port
+
+    def _start_extensions(self) -> None:
+        for extension in self.extensions:
+            context = ExtensionContext(
+                extension.name,
+                server_settings=self.settings,
+                jobs=self.jobs,
+                events=self.events,
+                ticker=self.actors.ticker,
+                middleware=self.middleware,
+                metrics=self.metrics.registry,
+                clock=self.clock,
+            )
+            run_setup(extension, context)
+            log.info(
+                "extension started",
+                extra={
+                    "event": "extension_started",
+                    "extension": extension.module_name,
+                    "actors": len(extension.actors),
+                    "routes": [path for path, _ in context.routes],
+                },
+            )
+        unclaimed = unclaimed_sections(self.settings, self.extensions)
+        if unclaimed:
+            raise ConfigError(
+                f"config file {self.settings.config_path}: unknown section [{unclaimed[0]}] "
+                "(no extension in EXTENSIONS reads it)"
+            )
+
+    def _open_port(self) -> None:
+        routes = [
+            route
+            for extension in self.extensions
+            if extension.context is not None
+            for route in extension.context.routes
+        ]
+        app = create_app(self.jobs, api_token=self.settings.api_token, routes=routes)
+        settings = self.settings
+        self.http = HttpServer(
+            app,
+            host=settings.host,
+            port=settings.port,
+            threads=settings.http_threads,
+            connection_limit=settings.http_connection_limit,
+            channel_timeout=settings.http_channel_timeout,
+        )
+        self.port = self.http.start()
+        log.info(
+            "listening",
+            extra={
+                "event": "server_started",
+                "url": f"http://{settings.host}:{self.port}",
+                "pid": os.getpid(),
+                "settings": settings.described(),
+                "job_types": self.handlers.types(),
+            },
+        )
+
+    # -- stop ---------------------------------------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """Stop taking jobs (503) and starting them; running jobs go on."""
+        self.actors.begin_shutdown()
+
+    def stop(self) -> ShutdownSummary:
+        """The ordered shutdown (see the module's docstring). A second call does nothing."""
+        self.begin_shutdown()
+        if self._stopped:
+            return ShutdownSummary(0, 0, 0, True, 0.0)
+        self._stopped = True
+        if self.http is not None:
+            self.http.stop(timeout=HTTP_DRAIN_SECONDS)
+            self.http = None
+        try:
+            summary = self.actors.stop(before_actors_stop=self._stop_extensions)
+        finally:
+            self.store.close()
+        log.info(
+            "shutdown complete",
+            extra={
+                "event": "shutdown_complete",
+                "running_at_start": summary.running_at_start,
+                "finished_during_drain": summary.finished_during_drain,
+                "returned_to_pending": summary.returned_to_pending,
+                "duration_ms": round(summary.seconds * 1000),
+            },
+        )
+        return summary
+
+    def _stop_extensions(self) -> None:
+        for extension in reversed(self.extensions):
+            for ref in reversed(extension.actors):
+                try:
+                    ref.stop(block=True, timeout=HTTP_DRAIN_SECONDS)
+                except Exception:
+                    log.warning(
+                        "an extension's actor did not stop in time",
+                        extra={"event": "shutdown_error", "extension": extension.module_name},
+                    )
+            extension.actors = []
+
+    # -- serving until a signal -----------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now", extra={"event": "forced_exit"})
+            os._exit(1)
+        self._stop_requested.set()
+
+    def serve_until_stopped(self) -> int:
+        assert self.http is not None
+        loop = threading.Thread(target=self.http.serve, name="http", daemon=True)
+        loop.start()
+        self._stop_requested.wait()
+        self.stop()
+        return 0
+
+
+def serve(settings: Settings) -> int:
+    system = System(settings)
+    signal.signal(signal.SIGTERM, system.request_stop)
+    signal.signal(signal.SIGINT, system.request_stop)
+    system.start()
+    return system.serve_until_stopped()
