@@ -23,12 +23,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from workstream.client import ApiError, Client, ServerUnreachable, WaitTimeout
+from workstream.client import DEFAULT_URL, ApiError, Client, ServerUnreachable, WaitTimeout
 from workstream.config import SETTINGS, Settings, load_settings
 from workstream.errors import ConfigError, WorkStreamError
 from workstream.logs import configure_logging
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 

@@ -2,21 +2,12 @@
 
 The only module that imports waitress. Added to it:
 
-* **JSON errors.** Waitress answers some requests itself, before the app sees them:
-  headers over the limit (431), a body over the limit (413), a malformed request (400),
-  an unsupported transfer coding (waitress: 501), or an app that failed to respond (500).
-  Its bodies are text that names the library; `JsonErrorTask` gives them the API's error
-  body and an `X-Request-Id`, and no `Server` header is sent at all. A transfer coding
-  other than `chunked` is answered 400, not 501: it is the client's mistake, and a 5xx
-  would page whoever watches the server's error rate for something a client did.
-* **Deadlines for reading a request.** Waitress only closes a connection that has been
-  silent for `channel_timeout`; a client that trickles one header byte at a time
-  (slowloris) keeps its connection, and a few hundred of them fill `connection_limit`,
-  after which nobody (a health check included) is served. Here the request headers must
-  be complete within `header_timeout` of their first byte; and while the open
-  connections are near the limit, a connection that has had no complete request for
-  `PRESSURE_GRACE_SECONDS` (a trickling or stalled request, an idle keep-alive) is closed
-  to make room. A client that sends its request at once is never affected.
+* **JSON errors.** What waitress answers itself (431, 413, 400, 500) gets the API's error
+  body and an `X-Request-Id` (`JsonErrorTask`; codes and messages in `server_errors.py`),
+  and no `Server` header is sent at all.
+* **Deadlines for reading a request.** Request headers must be complete within
+  `header_timeout` of their first byte, and near `connection_limit` connections without a
+  complete request make room (slowloris; the rules are in `server_deadlines.py`).
 * **Body limit on the decoded body.** Waitress counts the bytes of chunked framing against
   its body limit, so a body of exactly 1 MiB sent chunked would be refused. Waitress's
   limit is set to twice the API's (a bound on memory still), and the application enforces
@@ -55,20 +46,16 @@ from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import RequestEntityTooLarge
 
 from workstream.http.body import MAX_BODY_BYTES
-from workstream.http.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, error_body
+from workstream.http.errors import error_body
 from workstream.http.middleware import REQUEST_ID_HEADER, new_request_id
+from workstream.http.server_deadlines import HEADER_TIMEOUT_SECONDS, overstayed, under_pressure
+from workstream.http.server_errors import describe_server_error
 
 logger = logging.getLogger("workstream.http")
 
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_BACKLOG = 2048
 LOOP_TIMEOUT_SECONDS = 1
-# Request headers must arrive within this long of their first byte.
-HEADER_TIMEOUT_SECONDS = 10.0
-# Near the connection limit, connections without a complete request for this long go.
-PRESSURE_GRACE_SECONDS = 1.0
-# "Near": this share of connection_limit open.
-PRESSURE_SHARE = 0.9
 
 
 class JsonErrorTask(ErrorTask):
@@ -76,15 +63,14 @@ class JsonErrorTask(ErrorTask):
 
     def execute(self) -> None:
         error = self.request.error
-        server = self.channel.server
-        status, reason = error.code, error.reason
-        if status == 501:
-            # An unsupported transfer coding: the client's mistake (see the module doc).
-            status, reason = 400, "Bad Request"
-        max_body = getattr(self.channel, "max_body", server.adj.max_request_body_size - 1)
-        code, message = _describe_server_error(status, server.adj, max_body)
-        if error.code == 501:
-            code, message = "invalid_request", "the request's transfer coding is not supported"
+        adjustments = self.channel.server.adj
+        max_body = getattr(self.channel, "max_body", adjustments.max_request_body_size - 1)
+        status, reason, code, message = describe_server_error(
+            error.code,
+            error.reason,
+            max_header_bytes=adjustments.max_request_header_size,
+            max_body=max_body,
+        )
         request_id = new_request_id()
         if status >= 500:
             # A 500 here means the app failed to answer (waitress logged the traceback).
@@ -101,17 +87,6 @@ class JsonErrorTask(ErrorTask):
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
-
-
-def _describe_server_error(status: int, adjustments: Any, max_body: int) -> tuple[str, str]:
-    if status == 413:
-        return "payload_too_large", f"the request body is larger than {max_body} bytes"
-    if status == 431:
-        limit = adjustments.max_request_header_size
-        return "headers_too_large", f"the request headers are larger than {limit} bytes"
-    if status >= 500:
-        return INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE
-    return "invalid_request", "the HTTP request is malformed"
 
 
 class DrainingAwareTask(WSGITask):
@@ -191,16 +166,19 @@ def _channel_class(max_body: int) -> type[JsonErrorChannel]:
 
 
 def _expired(channel: HTTPChannel, now: float, header_timeout: float, pressure: bool) -> bool:
-    """Whether a connection has overstayed (see the module doc); never one being served."""
+    """Whether a connection has overstayed (`server_deadlines.py`); never one being served."""
     if channel.requests or channel.total_outbufs_len:
         return False  # a request is being answered or its response sent
     partial = channel.request
-    began = getattr(channel, "request_began", None)
-    if partial is not None and began is not None:
-        if not partial.headers_finished and now - began > header_timeout:
-            return True
-        return pressure and now - began > PRESSURE_GRACE_SECONDS
-    return pressure and now - channel.last_activity > PRESSURE_GRACE_SECONDS
+    began = getattr(channel, "request_began", None) if partial is not None else None
+    return overstayed(
+        now,
+        began=began,
+        headers_finished=partial is None or partial.headers_finished,
+        last_activity=channel.last_activity,
+        header_timeout=header_timeout,
+        pressure=pressure,
+    )
 
 
 def _install_deadlines(listener: BaseWSGIServer, header_timeout: float) -> None:
@@ -211,7 +189,7 @@ def _install_deadlines(listener: BaseWSGIServer, header_timeout: float) -> None:
 
     def maintenance(now: float) -> None:
         idle_maintenance(now)
-        pressure = len(listener._map) >= limit * PRESSURE_SHARE
+        pressure = under_pressure(len(listener._map), limit)
         for channel in list(listener.active_channels.values()):
             if not channel.will_close and _expired(channel, now, header_timeout, pressure):
                 channel.will_close = True  # the loop closes it on its next pass

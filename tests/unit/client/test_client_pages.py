@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workstream.client import ApiError, _next_link, _parse_links
+from workstream.client import ApiError
+from workstream.client.links import next_link, parse_links
 
 
 def test_iter_jobs_follows_links_across_three_pages(client, stub) -> None:
@@ -82,9 +83,9 @@ def test_iter_jobs_stops_on_a_link_loop(client, stub) -> None:
     ],
 )
 def test_next_link(values, expected) -> None:
-    assert _next_link(values) == expected
+    assert next_link(values) == expected
 
 
 def test_parse_links_keeps_params() -> None:
-    links = _parse_links(["</a>; rel=\"next\"; title*=UTF-8''caf%C3%A9, </b>; rel=prev"])
+    links = parse_links(["</a>; rel=\"next\"; title*=UTF-8''caf%C3%A9, </b>; rel=prev"])
     assert links == [("/a", {"rel": "next", "title*": "UTF-8''caf%C3%A9"}), ("/b", {"rel": "prev"})]
