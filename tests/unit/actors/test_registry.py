@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import FakeClock, make_job
 from workstream.actors.events import EventBus
-from workstream.actors.registry import Registry, WriteHealth
+from workstream.actors.registry import Registry
 from workstream.actors.registry_messages import (
     AttemptEnded,
     Barrier,
@@ -35,6 +35,7 @@ from workstream.actors.registry_messages import (
     Swept,
 )
 from workstream.actors.replies import Ticket
+from workstream.actors.write_health import WriteHealth
 from workstream.errors import (
     IdempotencyKeyReused,
     IllegalTransition,
