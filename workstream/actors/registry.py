@@ -29,8 +29,7 @@ from workstream.jobs.events import JobEvent
 from workstream.jobs.retry import RetryPolicy
 from workstream.store.base import Store
 
-# WriteHealth lives in `write_health`; it is named here too for the Engine, which builds it.
-__all__ = ["Registry", "WriteHealth"]
+__all__ = ["Registry"]
 
 
 class _Flush:

@@ -7,6 +7,7 @@ transactions without waiting for the next tick.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,14 +15,10 @@ import pykka
 
 from workstream.actors.registry_messages import Sweep, Swept
 from workstream.actors.replies import Callback
+from workstream.actors.sweeper_messages import Tick
 from workstream.jobs.limits import SWEEP_BATCH
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +39,22 @@ class Sweeper(pykka.ThreadingActor):
         self.sweeps = 0
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Tick):
+        handler = self._HANDLERS.get(type(message))
+        if handler is None:
+            log.warning("sweeper ignored unknown message %r", type(message).__name__)
+            return None
+        return handler(self, message)
+
+    def _tick(self, message: Tick) -> None:
+        self._start_sweep()
+
+    def _sweep_done(self, message: _SweepDone) -> None:
+        self._sweeping = False
+        self.sweeps += 1
+        if message.error is not None:
+            log.warning("sweep failed: %s", message.error, extra={"event": "sweep_failed"})
+        elif message.swept is not None and message.swept.more:
             self._start_sweep()
-        elif isinstance(message, _SweepDone):
-            self._sweeping = False
-            self.sweeps += 1
-            if message.error is not None:
-                log.warning("sweep failed: %s", message.error, extra={"event": "sweep_failed"})
-            elif message.swept is not None and message.swept.more:
-                self._start_sweep()
-        return None
 
     def _start_sweep(self) -> None:
         if self._sweeping:
@@ -63,3 +66,5 @@ class Sweeper(pykka.ThreadingActor):
             ref.tell(_SweepDone(value, error))
 
         self._registry.tell(Sweep(reply=Callback(done), limit=self._batch))
+
+    _HANDLERS: dict[type, Callable[..., Any]] = {Tick: _tick, _SweepDone: _sweep_done}

@@ -25,11 +25,13 @@ from workstream.actors.ask import ask
 from workstream.actors.dispatcher import Dispatcher
 from workstream.actors.dispatcher_messages import StopHandout, Wake
 from workstream.actors.events import EventBus
-from workstream.actors.registry import Registry, WriteHealth
+from workstream.actors.registry import Registry
 from workstream.actors.registry_messages import Barrier, Recover, Release, RenewLeases, Sweep, Swept
-from workstream.actors.sweeper import Sweeper, Tick
+from workstream.actors.sweeper import Sweeper
+from workstream.actors.sweeper_messages import Tick
 from workstream.actors.ticker import Ticker
 from workstream.actors.worker import Worker
+from workstream.actors.write_health import WriteHealth
 from workstream.errors import ServiceBusy, ShuttingDown, StorageUnavailable
 from workstream.handlers import HandlerTable
 from workstream.handlers.middleware import MiddlewareChain

@@ -178,32 +178,34 @@ class Worker(pykka.ThreadingActor):
         self._dispatcher.tell(WorkerIdle(self.actor_ref))
 
     def on_receive(self, message: Any) -> Any:
-        match message:
-            case Run(job=job):
-                try:
-                    outcome = self.run(job)
-                except Exception as exc:  # a bug here must not lose the job or the worker
-                    log.exception("worker failed around a handler", extra={"event": "worker_error"})
-                    error = f"internal error: {describe_exception(exc)}"
-                    outcome = Outcome(
-                        job.id, job.attempts, self._owner, self.name, 0.0, error=error
-                    )
-                self._registry.tell(Finish(outcome))
-                self._dispatcher.tell(WorkerIdle(self.actor_ref))
-            case _LateEnd(job_id=job_id, attempt=attempt):
-                log.info(
-                    "an abandoned handler call ended",
-                    extra={
-                        "event": "abandoned_attempt_ended",
-                        "job_id": job_id,
-                        "attempt": attempt,
-                        "worker": self.name,
-                    },
-                )
-                self._registry.tell(AttemptEnded(job_id, attempt))
-            case _:
-                log.warning("worker ignored unknown message %r", type(message).__name__)
-        return None
+        handler = self._HANDLERS.get(type(message))
+        if handler is None:
+            log.warning("worker ignored unknown message %r", type(message).__name__)
+            return None
+        return handler(self, message)
+
+    def _run(self, message: Run) -> None:
+        job = message.job
+        try:
+            outcome = self.run(job)
+        except Exception as exc:  # a bug here must not lose the job or the worker
+            log.exception("worker failed around a handler", extra={"event": "worker_error"})
+            error = f"internal error: {describe_exception(exc)}"
+            outcome = Outcome(job.id, job.attempts, self._owner, self.name, 0.0, error=error)
+        self._registry.tell(Finish(outcome))
+        self._dispatcher.tell(WorkerIdle(self.actor_ref))
+
+    def _late_end(self, message: _LateEnd) -> None:
+        log.info(
+            "an abandoned handler call ended",
+            extra={
+                "event": "abandoned_attempt_ended",
+                "job_id": message.job_id,
+                "attempt": message.attempt,
+                "worker": self.name,
+            },
+        )
+        self._registry.tell(AttemptEnded(message.job_id, message.attempt))
 
     def run(self, job: Job) -> Outcome:
         """Run one attempt of `job`, inside the middleware, and describe how it went."""
@@ -275,3 +277,5 @@ class Worker(pykka.ThreadingActor):
                 ref.tell(message)
 
         return notify
+
+    _HANDLERS: dict[type, Callable[..., Any]] = {Run: _run, _LateEnd: _late_end}

@@ -10,7 +10,8 @@ import pytest
 
 from tests.support import Recorder, messages
 from workstream.actors.registry_messages import Sweep, Swept
-from workstream.actors.sweeper import Sweeper, Tick
+from workstream.actors.sweeper import Sweeper
+from workstream.actors.sweeper_messages import Tick
 from workstream.errors import StorageUnavailable
 
 
