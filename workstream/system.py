@@ -219,6 +219,7 @@ class System:
             channel_timeout=settings.http_channel_timeout,
         )
         self.port = self.http.start()
+        threading.Thread(target=self.http.serve, name="http", daemon=True).start()
         log.info(
             "listening",
             extra={
@@ -283,9 +284,6 @@ class System:
         self._stop_requested.set()
 
     def serve_until_stopped(self) -> int:
-        assert self.http is not None
-        loop = threading.Thread(target=self.http.serve, name="http", daemon=True)
-        loop.start()
         self._stop_requested.wait()
         self.stop()
         return 0

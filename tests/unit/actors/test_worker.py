@@ -19,6 +19,7 @@ from workstream.actors.registry_messages import AttemptEnded, Finish, Outcome
 from workstream.actors.worker import Worker
 from workstream.actors.worker_messages import Run
 from workstream.handlers import Handler, HandlerTable
+from workstream.handlers.middleware import Call, Middleware, MiddlewareChain
 from workstream.jobs.events import JOB_STARTED, JobEvent
 from workstream.jobs.model import JobStatus
 
@@ -61,7 +62,7 @@ HANDLERS = HandlerTable(
 
 
 class Harness:
-    def __init__(self, actors: list[Any]) -> None:
+    def __init__(self, actors: list[Any], middleware: MiddlewareChain | None = None) -> None:
         self.idle: queue.Queue[WorkerIdle] = queue.Queue()
         self.ended: queue.Queue[AttemptEnded] = queue.Queue()
         self.registry = Recorder.start(respond=self._on_registry_message)
@@ -76,6 +77,7 @@ class Harness:
             registry=self.registry,
             dispatcher=self.dispatcher,
             events=self.bus,
+            middleware=middleware,
         )
         actors.extend([self.registry, self.dispatcher, self.ref])
         self.idle.get(timeout=5)  # the WorkerIdle it sends when it starts
@@ -186,3 +188,53 @@ def test_an_abandoned_call_tells_the_registry_when_it_finally_ends(worker: Harne
 def test_the_worker_runs_on_a_daemon_thread() -> None:
     # A handler that never returns must not keep the process from exiting at shutdown.
     assert Worker.use_daemon_thread is True
+
+
+class Seeing(Middleware):
+    """Records what each hook saw; `fail` makes both hooks raise after recording."""
+
+    def __init__(self, seen: list[tuple[str, Any]], fail: bool = False) -> None:
+        self.seen = seen
+        self.fail = fail
+
+    def before(self, call: Call) -> None:
+        self.seen.append(("before", call.job.id))
+        if self.fail:
+            raise RuntimeError("middleware bug")
+
+    def after(self, call: Call) -> None:
+        error = None if call.error is None else type(call.error).__name__
+        self.seen.append(("after", (call.result, error, call.timed_out)))
+        if self.fail:
+            raise RuntimeError("middleware bug")
+
+
+def test_middleware_sees_the_job_and_its_result_or_its_exception(actors: list[Any]) -> None:
+    seen: list[tuple[str, Any]] = []
+    release_hung.clear()
+    worker = Harness(actors, MiddlewareChain([Seeing(seen)]))
+    assert worker.run("ok", 1).result == {"echo": 1, "attempt": 2}
+    assert worker.run("value_error").error == "ValueError: bad input"
+    assert worker.run("hangs").error is not None
+    release_hung.set()
+    assert seen == [
+        ("before", "ok-job"),
+        ("after", ({"echo": 1, "attempt": 2}, None, False)),
+        ("before", "value_error-job"),
+        ("after", (None, "ValueError", False)),
+        ("before", "hangs-job"),
+        ("after", (None, "TimeoutError", True)),
+    ]
+
+
+def test_a_middleware_that_raises_loses_neither_the_job_nor_the_worker(
+    actors: list[Any],
+) -> None:
+    seen: list[tuple[str, Any]] = []
+    inner: list[tuple[str, Any]] = []
+    worker = Harness(actors, MiddlewareChain([Seeing(seen, fail=True), Seeing(inner)]))
+    outcome = worker.run("ok", 7)
+    assert outcome.error is None and outcome.result == {"echo": 7, "attempt": 2}
+    assert [step for step, _ in inner] == ["before", "after"]  # the others still ran
+    assert worker.run("ok", 8).result == {"echo": 8, "attempt": 2}  # the Worker goes on
+    assert [e.kind for e in worker.events] == [JOB_STARTED, JOB_STARTED]
