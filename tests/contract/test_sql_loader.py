@@ -1,11 +1,17 @@
 """The named-query loader both SQL stores read their `queries.sql` with
-(workstream/store/sql.py)."""
+(workstream/store/sql.py), and the files they ship: every query loads, and every name in
+a file is one its store uses."""
 
 from __future__ import annotations
 
+import re
+from importlib import resources
+
 import pytest
 
-from workstream.store.sql import parse_queries
+from workstream.store.sql import load_queries, parse_queries
+
+STORE_PACKAGES = ("workstream.store.postgres",)
 
 
 def test_sections_are_named_and_their_comments_and_final_semicolon_dropped():
@@ -60,3 +66,20 @@ def test_the_result_cannot_be_changed():
 def test_a_malformed_file_is_refused_at_load(text, complaint):
     with pytest.raises(ValueError, match=complaint):
         parse_queries(text, source="bad.sql")
+
+
+@pytest.mark.parametrize("package", STORE_PACKAGES)
+def test_every_shipped_query_is_used_by_its_store(package):
+    """No dead SQL: each name appears, quoted, in the package's code or is a fragment that
+    another section includes."""
+    queries = load_queries(package)
+    folder = resources.files(package)
+    code = "".join(
+        entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".py")
+    )
+    raw = (folder / "queries.sql").read_text(encoding="utf-8")
+    included = set(re.findall(r"\{([a-z_]+)\}", raw))
+    unused = [name for name in queries if f'"{name}"' not in code and name not in included]
+    assert unused == []
