@@ -11,7 +11,7 @@ import pytest
 
 from workstream.store.sql import load_queries, parse_queries
 
-STORE_PACKAGES = ("workstream.store.postgres",)
+STORE_PACKAGES = ("workstream.store.postgres", "workstream.store.sqlite")
 
 
 def test_sections_are_named_and_their_comments_and_final_semicolon_dropped():
