@@ -148,7 +148,10 @@ class PostgresStore:
             self._drop_writer()
             raise
         self._pool = connections.reader_pool(
-            self._conninfo, size=self._pool_size, timeout=self.pool_timeout, check=self._check
+            self._conninfo,
+            size=self._pool_size,
+            timeout=self.pool_timeout,
+            check=self._check_reader,
         )
         self._watchdog.start()
         self._opened = True
@@ -185,7 +188,7 @@ class PostgresStore:
             self._write_lock.release()
         self._watchdog.stop()
 
-    def _check(self, conn: Connection) -> None:
+    def _check_reader(self, conn: Connection) -> None:
         """The pool's check of a connection it hands out, under the watchdog."""
         with self._watchdog.limit(lambda: conn, self._check_bound):
             ConnectionPool.check_connection(conn)
