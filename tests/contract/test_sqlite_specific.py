@@ -18,7 +18,8 @@ import pytest
 from workstream.errors import Conflict, DatabaseInUse, StorageUnavailable
 from workstream.jobs.listing import JobFilter
 from workstream.jobs.model import Job, JobStatus
-from workstream.store.sqlite import SqliteStore, load_migrations
+from workstream.store.schema import load_migrations
+from workstream.store.sqlite import SqliteStore
 
 NOW = 1_700_000_000.0
 WAIT = 10.0  # bound for waits on threads and child processes

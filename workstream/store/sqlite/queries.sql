@@ -1,0 +1,128 @@
+-- Every statement the SQLite store sends, by name (format: workstream/store/sql.py).
+-- `?` are sqlite3 parameters; `{name}` includes the section `name`; other `{slots}` are
+-- filled in Python (see each one).
+
+-- name: columns
+-- A job's columns, in the order codec.row_to_job reads them.
+id, type, payload, status, attempts, retry_base, max_retries, last_error, result,
+created_at, updated_at, started_at, finished_at, run_at, owner, lease_expires_at,
+idempotency_key, request_hash
+
+
+-- Connections --------------------------------------------------------------------------------
+
+-- name: journal_mode_wal
+PRAGMA journal_mode = WAL;
+
+-- name: busy_timeout
+-- {milliseconds}: PRAGMA takes no parameters.
+PRAGMA busy_timeout = {milliseconds};
+
+-- name: synchronous_full
+-- A commit survives power loss.
+PRAGMA synchronous = FULL;
+
+-- name: query_only
+PRAGMA query_only = 1;
+
+
+-- Transaction control ----------------------------------------------------------------------
+
+-- name: begin_immediate
+-- Takes the write lock at once (waiting up to the busy timeout), not at the first write.
+BEGIN IMMEDIATE;
+
+-- name: commit
+COMMIT;
+
+-- name: rollback
+ROLLBACK;
+
+
+-- Writes (the writer connection, inside a transaction) -------------------------------------
+
+-- name: insert
+INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: update
+-- Fenced on (status, attempts, owner): written only if the row is still as expected.
+UPDATE jobs SET status = ?, attempts = ?, retry_base = ?, last_error = ?,
+    result = ?, updated_at = ?, started_at = ?, finished_at = ?, run_at = ?,
+    owner = ?, lease_expires_at = ?
+WHERE id = ? AND status = ? AND attempts = ? AND owner IS ?;
+
+-- name: find_by_idempotency_key
+SELECT {columns} FROM jobs WHERE idempotency_key = ?;
+
+-- name: count_ready
+SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND run_at <= ? LIMIT ?);
+
+-- name: claimable
+SELECT {columns} FROM jobs WHERE status = 'pending' AND run_at <= ?
+ORDER BY run_at, seq LIMIT ?;
+
+-- name: next_run_at
+SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at > ?;
+
+-- name: due_retries
+SELECT {columns} FROM jobs WHERE status = 'failed' AND run_at <= ? ORDER BY run_at LIMIT ?;
+
+-- name: expired_leases
+SELECT {columns} FROM jobs WHERE status = 'processing' AND lease_expires_at < ?
+ORDER BY lease_expires_at LIMIT ?;
+
+-- name: processing
+SELECT {columns} FROM jobs WHERE status = 'processing' ORDER BY seq;
+
+-- name: processing_of_owner
+SELECT {columns} FROM jobs WHERE status = 'processing' AND owner = ? ORDER BY seq;
+
+-- name: renew_leases
+-- {marks}: one `?` per id of the chunk, comma-separated.
+UPDATE jobs SET lease_expires_at = ?
+WHERE status = 'processing' AND owner = ? AND id IN ({marks});
+
+
+-- Reads (a connection per reading thread, and the writer's transactions) -------------------
+
+-- name: get
+SELECT {columns} FROM jobs WHERE id = ?;
+
+-- name: list_page
+-- Up to limit + 1 rows: the store keeps those that fit the byte budget.
+-- {filters}: `list_after`, and `list_status` and `list_type` when given, joined by AND.
+SELECT seq, {columns} FROM jobs WHERE {filters} ORDER BY seq LIMIT ?;
+
+-- name: list_after
+seq > ?
+
+-- name: list_status
+status = ?
+
+-- name: list_type
+type = ?
+
+-- name: count_by_status
+SELECT status, count(*) FROM jobs GROUP BY status;
+
+-- name: count_due
+SELECT count(*) FROM jobs WHERE status = 'pending' AND run_at <= ?;
+
+-- name: ping
+SELECT 1;
+
+
+-- Migrations (workstream/store/migrations/sqlite/), each in a transaction ---------------
+
+-- name: create_schema_migrations
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: record_migration
+INSERT INTO schema_migrations VALUES (?, ?, strftime('%s','now'));

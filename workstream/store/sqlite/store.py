@@ -1,0 +1,223 @@
+"""`SqliteStore`: one process owns the database file.
+
+Durability settings are deliberate: WAL, `synchronous=FULL` (a commit survives power loss),
+every write transaction under `BEGIN IMMEDIATE` with a busy timeout, and one writer
+connection owned by the Registry's thread. Readers get a connection per thread, so listing
+and detail reads run beside the writer. An exclusive `flock` on `<database>.lock` keeps a
+second server off the same file; the kernel drops it if the process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from workstream.errors import DatabaseInUse, StorageUnavailable
+from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.model import Job
+from workstream.store.base import Counts
+from workstream.store.sqlite.codec import row_to_job
+from workstream.store.sqlite.errors import describe
+from workstream.store.sqlite.migrator import migrate
+from workstream.store.sqlite.queries import SQL
+from workstream.store.sqlite.transaction import SqliteTransaction
+
+log = logging.getLogger(__package__)  # the package's logger: its name is in every log line
+
+
+def _list_query(status: bool, job_type: bool) -> str:
+    """`list_page` for the filters given (seq always; status, type when given)."""
+    filters = [SQL["list_after"]]
+    if status:
+        filters.append(SQL["list_status"])
+    if job_type:
+        filters.append(SQL["list_type"])
+    return SQL["list_page"].format(filters=" AND ".join(filters))
+
+
+# (status given, type given) -> the statement: built once, here.
+_LIST = {(s, t): _list_query(s, t) for s in (False, True) for t in (False, True)}
+
+
+class SqliteStore:
+    exclusive = True  # one process at a time (see base.Store.exclusive)
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._writer: sqlite3.Connection | None = None
+        self._write_lock = threading.Lock()
+        self._lock_file: Any = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            self._writer = self._connect()
+            self._writer.execute(SQL["journal_mode_wal"])
+            self.migrate()
+        except sqlite3.Error as exc:
+            self.close()
+            raise StorageUnavailable(f"cannot open the database: {describe(exc)}") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _take_lock(self) -> None:
+        # The real file's name: two paths to one file (a symlink) must meet at one lock.
+        lock_path = Path(os.path.realpath(self.path) + ".lock")
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the store's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise DatabaseInUse(
+                f"database {self.path} is in use by another WorkStream process "
+                f"(pid {holder}); stop it, or give this one another DATABASE_URL"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(SQL["busy_timeout"].format(milliseconds=int(self.busy_timeout * 1000)))
+        conn.execute(SQL["synchronous_full"])
+        return conn
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations this database has not seen (see migrator.py)."""
+        assert self._writer is not None
+        return migrate(self._writer)
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """No other process shares this store: nothing to watch."""
+
+    def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        if self._writer is not None:
+            with self._write_lock:
+                self._writer.close()
+                self._writer = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
+
+    # -- writes -----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteTransaction]:
+        with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StorageUnavailable("storage is closed")
+            try:
+                conn.execute(SQL["begin_immediate"])
+            except sqlite3.Error as exc:
+                log.warning("begin failed: %s", exc, extra={"event": "storage_error"})
+                raise StorageUnavailable(describe(exc)) from exc
+            try:
+                yield SqliteTransaction(conn)
+                conn.execute(SQL["commit"])
+            except sqlite3.OperationalError as exc:
+                # Locked, busy, full, read-only, I/O: the database cannot write *now*.
+                self._rollback(conn)
+                log.warning("transaction failed: %s", exc, extra={"event": "storage_error"})
+                raise StorageUnavailable(describe(exc)) from exc
+            except BaseException:
+                # Anything else (a value SQLite refuses, a bug) is about this batch's
+                # content, not the database: it propagates as it is.
+                self._rollback(conn)
+                raise
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute(SQL["rollback"])
+            except sqlite3.Error:
+                log.exception("rollback failed", extra={"event": "storage_error"})
+
+    # -- reads (any thread) -------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._writer is None:
+                raise StorageUnavailable("storage is closed")
+            conn = self._connect()
+            conn.execute(SQL["query_only"])
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            log.warning("read failed: %s", exc, extra={"event": "storage_error"})
+            raise StorageUnavailable(describe(exc)) from exc
+
+    def get(self, job_id: str) -> Job | None:
+        rows = self._read(SQL["get"], (job_id,))
+        return row_to_job(rows[0]) if rows else None
+
+    def list(self, query: JobFilter) -> JobPage:
+        status, job_type, limit = query.status, query.job_type, query.limit
+        max_bytes = query.max_bytes
+        params: list[Any] = [query.after or 0]
+        if status is not None:
+            params.append(status.value)
+        if job_type is not None:
+            params.append(job_type)
+        sql = _LIST[status is not None, job_type is not None]
+        try:
+            cursor = self._reader().execute(sql, (*params, limit + 1))
+            page: list[tuple[Any, ...]] = []
+            size = 0
+            more = False
+            for row in cursor:
+                size += len(row[3]) + len(row[9] or "")  # payload and result JSON
+                if len(page) == limit or (page and max_bytes is not None and size > max_bytes):
+                    more = True
+                    break
+                page.append(row)
+            cursor.close()
+        except sqlite3.Error as exc:
+            log.warning("read failed: %s", exc, extra={"event": "storage_error"})
+            raise StorageUnavailable(describe(exc)) from exc
+        next_after = page[-1][0] if more else None
+        return JobPage([row_to_job(row[1:]) for row in page], next_after)
+
+    def counts(self, now: float) -> Counts:
+        by_status = dict(self._read(SQL["count_by_status"], ()))
+        ready = self._read(SQL["count_due"], (now,))[0][0]
+        return Counts(ready=ready, by_status=by_status)
+
+    def ping(self) -> None:
+        self._read(SQL["ping"], ())
