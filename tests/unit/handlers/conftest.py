@@ -135,7 +135,7 @@ class Certificate:
 
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    """A self-signed certificate for `hooks.test` (openssl command line)."""
+    """A self-signed certificate for `hooks.test` and 127.0.0.1 (openssl command line)."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("needs the openssl command to make a test certificate")
@@ -147,7 +147,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
             *("req", "-x509", "-nodes", "-days", "2"),
             *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
             *("-keyout", str(key), "-out", str(cert)),
-            *("-subj", f"/CN={TLS_NAME}", "-addext", f"subjectAltName=DNS:{TLS_NAME}"),
+            *("-subj", f"/CN={TLS_NAME}", "-addext", f"subjectAltName=DNS:{TLS_NAME},IP:127.0.0.1"),
         ],
         check=True,
         capture_output=True,

@@ -26,5 +26,5 @@ def test_email_send_takes_its_outbox_and_sender_from_the_settings(tmp_path: Path
 
     assert result["delivery"] == "file"
     assert result["message_id"] == f"<{job.id}@example.org>"
-    assert Path(result["path"]) == tmp_path / "outbox" / f"{job.id}.eml"
-    assert b"From: ops@example.org\r\n" in Path(result["path"]).read_bytes()
+    assert result["file"] == f"{job.id}.eml"
+    assert b"From: ops@example.org\r\n" in (tmp_path / "outbox" / result["file"]).read_bytes()
