@@ -1,13 +1,15 @@
 """The built-in handlers: `echo` and `sleep` here, `email_send` and `webhook` in their own
-modules; `builtin_handlers(settings)` lists all four, configured, for the server."""
+modules; `builtin_handlers(email=..., webhook=...)` lists all four, configured, for the
+server. The options are plain values: the composition root fills them from its settings,
+so this layer never reads configuration (nor imports it)."""
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from workstream.config import Settings
 from workstream.handlers import Handler
 from workstream.handlers.email import make_email_handler
 from workstream.handlers.webhook import make_webhook_handler
@@ -49,19 +51,49 @@ HANDLERS = (
 )
 
 
-def builtin_handlers(settings: Settings) -> list[Handler]:
-    """echo, sleep, email_send and webhook; email_send takes its SMTP_* and OUTBOX_DIR
-    settings here, so the handlers never read global configuration while running."""
+@dataclass(frozen=True)
+class EmailOptions:
+    """`email_send`'s configuration (settings OUTBOX_DIR and SMTP_*)."""
+
+    outbox_dir: str = "data/outbox"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str = "workstream@localhost"
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    """`webhook`'s destination policy (settings WEBHOOK_ALLOW_HOSTS, WEBHOOK_DENY_NETWORKS):
+    host names, addresses or networks it may reach although private, and networks it must
+    never reach. The defaults refuse every non-public address."""
+
+    allow_hosts: tuple[str, ...] = ()
+    deny_networks: tuple[str, ...] = ()
+
+
+def builtin_handlers(
+    *, email: EmailOptions | None = None, webhook: WebhookOptions | None = None
+) -> list[Handler]:
+    """echo, sleep, email_send and webhook, configured here once, so the handlers never
+    read global configuration while running. Raises ConfigError for a bad option (an
+    invalid SMTP_FROM, a login without TLS, a malformed allow or deny entry)."""
+    email = email or EmailOptions()
+    webhook = webhook or WebhookOptions()
     return [
         *HANDLERS,
         make_email_handler(
-            outbox_dir=settings.outbox_dir,
-            smtp_host=settings.smtp_host,
-            smtp_port=settings.smtp_port,
-            smtp_user=settings.smtp_user,
-            smtp_password=settings.smtp_password,
-            smtp_from=settings.smtp_from,
-            smtp_starttls=settings.smtp_starttls,
+            outbox_dir=email.outbox_dir,
+            smtp_host=email.smtp_host,
+            smtp_port=email.smtp_port,
+            smtp_user=email.smtp_user,
+            smtp_password=email.smtp_password,
+            smtp_from=email.smtp_from,
+            smtp_starttls=email.smtp_starttls,
+            smtp_tls=email.smtp_tls,
         ),
-        make_webhook_handler(),
+        make_webhook_handler(allow_hosts=webhook.allow_hosts, deny_networks=webhook.deny_networks),
     ]

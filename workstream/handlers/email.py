@@ -7,27 +7,45 @@ RFC 5322 file `<OUTBOX_DIR>/<job id>.eml`, so the README's examples work on a ma
 with no mail server. Delivery is at-least-once, so both paths are built to repeat safely:
 the message (Date and Message-ID included) depends only on the job, and a retried file
 delivery replaces the same file.
+
+Headers carry only what WorkStream set: line breaks, control characters and RFC 2047
+encoded words (`=?utf-8?q?...?=`) are refused in the subject and in display names (some
+Python releases decode an encoded word while writing the message, turning `=0D=0A` into a
+real line break, hence a new header). As a second guard the serialized message is parsed
+back, and it is sent only if it has exactly the headers that were set.
+
+SMTP: with `smtp_tls` the connection is TLS from the start (SMTPS, usually port 465); with
+`smtp_starttls` it is upgraded (usually port 587). A login without either is refused at
+start (ConfigError) unless the server is on this machine (loopback): the password would
+cross the network in clear text.
+
+Results and errors name the outbox file only (`<job id>.eml`), never the server's path,
+and a failure to write it is reported plainly (the OS error's detail goes to the log).
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.policy
-import os
+import logging
 import re
-import smtplib
 import ssl
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import format_datetime
 from typing import Any
 
 from workstream.errors import ConfigError
 from workstream.handlers import Handler
+from workstream.handlers.email_delivery import (
+    EmailDeliveryError,
+    check_smtp_security,
+    send_smtp,
+    write_eml,
+)
 from workstream.jobs.limits import MAX_DOCUMENT_BYTES
 from workstream.jobs.model import JobContext
 
@@ -35,7 +53,6 @@ MAX_RECIPIENTS = 100
 MAX_SUBJECT_CHARS = 998
 MAX_BODY_BYTES = MAX_DOCUMENT_BYTES
 MAX_ADDRESS_CHARS = 320
-SMTP_TIMEOUT = 30.0
 HANDLER_TIMEOUT = 60.0
 _FIELDS = frozenset({"to", "subject", "body", "cc", "reply_to"})
 
@@ -48,11 +65,11 @@ _DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
 _ADDR_SPEC = re.compile(rf"{_LOCAL}@{_DOMAIN}")
 # "Display Name <addr>" or a bare addr; the parts are checked separately below.
 _NAME_ADDR = re.compile(r"(?P<name>[^<>]*?)\s*<(?P<addr>[^<>]*)>")
-_SAFE_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}")
+# An RFC 2047 encoded word `=?charset?q|b?text?=`, loosely: whatever any decoder might
+# take for one (a charset with odd characters, text with spaces), so that none does.
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?.*?\?=", re.DOTALL)
 
-
-class EmailDeliveryError(Exception):
-    """The SMTP server could not be reached or did not accept the message."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,8 +92,8 @@ class EmailRequest:
 
 
 def _check_header_text(value: str, what: str) -> None:
-    """Refuse line breaks and control characters: in a header they would start a new
-    header (injection) or be folded unpredictably."""
+    """Refuse line breaks, control characters and encoded words: in a header they could
+    start a new header (injection) or be folded unpredictably."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -86,6 +103,11 @@ def _check_header_text(value: str, what: str) -> None:
             raise ValueError(f"{what} must not contain line breaks (CR or LF)")
         if ch != "\t" and unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
             raise ValueError(f"{what} must not contain control characters")
+    if _ENCODED_WORD.search(value):
+        raise ValueError(
+            f"{what} must not contain RFC 2047 encoded words (=?...?=); send the text "
+            "itself, WorkStream encodes it"
+        )
 
 
 def parse_address(value: Any, what: str) -> Address:
@@ -187,101 +209,26 @@ def build_message(request: EmailRequest, job: JobContext, sender: Address) -> Em
     return msg
 
 
-def _safe_job_id(job: JobContext) -> str:
-    # The id names a file: refuse anything that could step out of the outbox.
-    if not _SAFE_JOB_ID.fullmatch(job.id):
-        raise ValueError(f"job id {job.id!r} cannot name an outbox file")
-    return job.id
-
-
-def write_eml(outbox_dir: str, job: JobContext, msg: EmailMessage) -> str:
-    """Write `<outbox_dir>/<job id>.eml` atomically: a temporary file in the same
-    directory, fsync, rename. A crash leaves the old file or the new one, never half of
-    one; a retry replaces the file, so each job has exactly one."""
-    name = f"{_safe_job_id(job)}.eml"
-    os.makedirs(outbox_dir, exist_ok=True)
-    path = os.path.join(outbox_dir, name)
+def serialize(msg: EmailMessage) -> bytes:
+    """The message as it is delivered (CRLF line ends), once it is certain to carry
+    exactly the headers that were set: parsed back, a header more (or fewer) means some
+    value broke out of its header, and nothing is sent."""
     data = msg.as_bytes(policy=email.policy.SMTP)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=outbox_dir)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(outbox_dir)
-    return path
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make the rename itself durable; not possible everywhere (Windows), hence best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _smtp_reply(code: int, text: bytes | str) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return f"{code} {' '.join(text.split())}".strip()
-
-
-def describe_smtp_error(exc: BaseException) -> str:
-    """A one-line account of an SMTP failure for `last_error`."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        refused = "; ".join(
-            f"{addr} ({_smtp_reply(code, text)})" for addr, (code, text) in exc.recipients.items()
+    parsed = BytesParser(policy=email.policy.SMTP).parsebytes(data, headersonly=True)
+    expected = sorted(name.lower() for name in msg)
+    found = sorted(name.lower() for name in parsed)
+    if found != expected:
+        log.error(
+            "email_send: the serialized message has headers %s, not %s; not sent",
+            found,
+            expected,
+            extra={"event": "email_header_injection"},
         )
-        return f"the server refused every recipient: {refused}"
-    if isinstance(exc, smtplib.SMTPSenderRefused):
-        reply = _smtp_reply(exc.smtp_code, exc.smtp_error)
-        return f"the server refused the sender {exc.sender}: {reply}"
-    if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return f"login refused: {_smtp_reply(exc.smtp_code, exc.smtp_error)}"
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return f"the server answered {_smtp_reply(exc.smtp_code, exc.smtp_error)}"
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {SMTP_TIMEOUT:g}s"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def send_smtp(
-    msg: EmailMessage,
-    sender: str,
-    recipients: list[str],
-    *,
-    host: str,
-    port: int,
-    user: str | None,
-    password: str | None,
-    starttls: bool,
-) -> dict[str, Any]:
-    """Hand the message to the SMTP server. Any failure raises EmailDeliveryError, its
-    message free of the password. Returns the recipients the server refused, if only some."""
-    try:
-        with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT) as smtp:
-            if starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if user:
-                smtp.login(user, password or "")
-            refused = smtp.send_message(msg, from_addr=sender, to_addrs=recipients)
-    except (smtplib.SMTPException, OSError) as exc:
-        reason = describe_smtp_error(exc)
-        if password:
-            reason = reason.replace(password, "***")
-        raise EmailDeliveryError(f"SMTP delivery via {host}:{port} failed: {reason}") from None
-    return refused
+        raise EmailDeliveryError(
+            "refused to send: a header value broke out into other headers when the "
+            "message was written"
+        )
+    return data
 
 
 def make_email_handler(
@@ -293,30 +240,37 @@ def make_email_handler(
     smtp_password: str | None,
     smtp_from: str,
     smtp_starttls: bool,
+    smtp_tls: bool = False,
+    tls_context: ssl.SSLContext | None = None,
 ) -> Handler:
-    """The `email_send` handler configured from the SMTP_* settings. A bad SMTP_FROM is a
-    start-up error (ConfigError), not a failure of every email job later."""
+    """The `email_send` handler configured from the SMTP_* settings. A bad SMTP_FROM, or a
+    login that would go unencrypted to another machine, is a start-up error
+    (ConfigError), not a failure of every email job later. `tls_context` replaces the
+    system's trust store (for tests)."""
     try:
         sender = parse_address(smtp_from, "SMTP_FROM")
     except ValueError as exc:
         raise ConfigError(f"invalid SMTP_FROM = {smtp_from!r}: {exc}") from None
+    check_smtp_security(smtp_host, smtp_user, smtp_starttls, smtp_tls)
+    if smtp_host and (smtp_tls or smtp_starttls) and tls_context is None:
+        tls_context = ssl.create_default_context()
 
     def email_send(payload: Any, job: JobContext) -> dict[str, Any]:
-        """Send (or write) the job's email; the result says how, and where."""
+        """Send (or write) the job's email; the result says how, and under which name."""
         request = parse_email_payload(payload)
         msg = build_message(request, job, sender)
+        data = serialize(msg)
         recipients = request.envelope_recipients
         message_id = msg["Message-ID"]
         if not smtp_host:
-            path = write_eml(outbox_dir, job, msg)
             return {
                 "delivery": "file",
                 "message_id": message_id,
                 "recipients": len(recipients),
-                "path": path,
+                "file": write_eml(outbox_dir, job, data),
             }
         refused = send_smtp(
-            msg,
+            data,
             sender.addr_spec,
             recipients,
             host=smtp_host,
@@ -324,6 +278,8 @@ def make_email_handler(
             user=smtp_user,
             password=smtp_password,
             starttls=smtp_starttls,
+            tls=smtp_tls,
+            tls_context=tls_context,
         )
         result: dict[str, Any] = {
             "delivery": "smtp",

@@ -231,7 +231,7 @@ def test_file_mode_writes_a_parseable_eml_with_crlf(tmp_path: Path) -> None:
         "delivery": "file",
         "message_id": f"<{JOB_ID}@example.com>",
         "recipients": 3,
-        "path": str(path),
+        "file": f"{JOB_ID}.eml",
     }
     raw = path.read_bytes()
     assert b"\r\n" in raw
@@ -250,11 +250,11 @@ def test_file_mode_writes_a_parseable_eml_with_crlf(tmp_path: Path) -> None:
 def test_file_mode_retry_rewrites_the_same_file(tmp_path: Path) -> None:
     handler = file_handler(tmp_path)
     first = handler.fn(PAYLOAD, job(attempt=1))
-    content = Path(first["path"]).read_bytes()
+    content = (tmp_path / first["file"]).read_bytes()
     second = handler.fn(PAYLOAD, job(attempt=2))
 
     assert second == first
-    assert Path(second["path"]).read_bytes() == content
+    assert (tmp_path / second["file"]).read_bytes() == content
     assert os.listdir(tmp_path) == [f"{JOB_ID}.eml"]
 
 
