@@ -35,6 +35,7 @@ from workstream.converters import (
     optional_text,
     port,
     positive_int,
+    text_list,
     whole,
 )
 from workstream.errors import ConfigError
@@ -141,7 +142,34 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smtp_user", None, optional_text, "SMTP user name (login when set)"),
     Setting("smtp_password", None, optional_text, "SMTP password", secret=True),
     Setting("smtp_from", "workstream@localhost", as_text, "sender address for email_send"),
-    Setting("smtp_starttls", False, boolean, "use STARTTLS with the SMTP server"),
+    Setting(
+        "smtp_starttls",
+        False,
+        boolean,
+        "upgrade the SMTP connection with STARTTLS (usually port 587); required with "
+        "SMTP_USER unless SMTP_HOST is loopback",
+    ),
+    Setting(
+        "smtp_tls",
+        False,
+        boolean,
+        "connect to the SMTP server over TLS from the start (SMTPS, usually port 465); not "
+        "together with SMTP_STARTTLS",
+    ),
+    Setting(
+        "webhook_allow_hosts",
+        (),
+        text_list,
+        "host names, IP addresses or networks (CIDR) the webhook may reach although they "
+        "are loopback, private or otherwise non-public (default: none)",
+    ),
+    Setting(
+        "webhook_deny_networks",
+        (),
+        text_list,
+        "IP addresses or networks (CIDR) the webhook must never reach, besides the "
+        "non-public ranges; wins over WEBHOOK_ALLOW_HOSTS",
+    ),
     # Request threads mostly wait for the Registry's group commit: more of them make
     # bigger commits. 32 against 8: +30% single-job submissions at 64 connections.
     Setting("http_threads", 32, lambda raw: whole(raw, 1, 256), "HTTP worker threads (waitress)"),
@@ -195,6 +223,9 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str = "workstream@localhost"
     smtp_starttls: bool = False
+    smtp_tls: bool = False
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_deny_networks: tuple[str, ...] = ()
     http_threads: int = 32
     http_connection_limit: int = 500
     http_channel_timeout: float = 30.0

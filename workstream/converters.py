@@ -117,6 +117,12 @@ def module_list(raw: Any) -> tuple[str, ...]:
     return names
 
 
+def text_list(raw: Any) -> tuple[str, ...]:
+    """Comma-separated entries (or a TOML list), spaces around each stripped."""
+    items = raw if isinstance(raw, list) else as_text(raw).split(",")
+    return tuple(as_text(item) for item in items if as_text(item))
+
+
 def middleware_list(raw: Any) -> tuple[str, ...]:
     """`module:attribute` entries, comma-separated (or a TOML list)."""
     items = raw if isinstance(raw, list) else as_text(raw).split(",")

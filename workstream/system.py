@@ -38,7 +38,7 @@ from workstream.extensions import (
     unclaimed_sections,
 )
 from workstream.handlers import HandlerTable, default_table, import_handler_modules
-from workstream.handlers.builtin import builtin_handlers
+from workstream.handlers.builtin import EmailOptions, WebhookOptions, builtin_handlers
 from workstream.handlers.middleware import MiddlewareChain, load_middleware
 from workstream.http.app import create_app
 from workstream.http.server import HttpServer
@@ -75,7 +75,20 @@ def check_bind(settings: Settings) -> None:
 def build_handlers(settings: Settings) -> HandlerTable:
     """Built-ins first; handlers registered by JOB_HANDLERS modules may replace them."""
     import_handler_modules(settings.job_handlers)
-    table = HandlerTable(builtin_handlers(settings))
+    email = EmailOptions(
+        outbox_dir=settings.outbox_dir,
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_user=settings.smtp_user,
+        smtp_password=settings.smtp_password,
+        smtp_from=settings.smtp_from,
+        smtp_starttls=settings.smtp_starttls,
+        smtp_tls=settings.smtp_tls,
+    )
+    webhook = WebhookOptions(
+        allow_hosts=settings.webhook_allow_hosts, deny_networks=settings.webhook_deny_networks
+    )
+    table = HandlerTable(builtin_handlers(email=email, webhook=webhook))
     for job_type in default_table.types():
         registered = default_table.get(job_type)
         if registered is not None:

@@ -44,7 +44,7 @@ def test_the_readme_curl_flow_works_verbatim(start_server: StartServer, workdir:
         return job if status == 200 and job["status"] == "completed" else None
 
     job = wait_until(completed, 20, "the email job to complete")
-    eml = workdir / job["result"]["path"]
+    eml = workdir / "data" / "outbox" / job["result"]["file"]
     assert eml.is_file()
     message = eml.read_bytes()
     assert b"To: ada@example.com\r\n" in message and b"Subject: Hello\r\n" in message
