@@ -1,30 +1,47 @@
-"""A worked example of adding an actor type: an audit trail of job transitions.
+"""Worked example: a new actor type added as an extension, an audit trail of job transitions.
 
-It subscribes to job events on the engine's EventBus; the Registry does not know it
-exists. See docs/architecture.md ("Adding an actor type"); tests/integration runs it.
+    EXTENSIONS=examples.audit_trail workstream serve
 
-    trail = AuditTrail.start(path=Path("data/audit.jsonl"))
-    engine.events.subscribe_actor(trail, kinds=AuditTrail.KINDS)   # before engine.start()
-    engine.start()
-    ...
-    engine.stop()
-    trail.stop()                                                   # after the engine
+One JSON line per state change (who, what, when) is appended to `path`: the `[audit_trail]`
+table of the config file, or AUDIT_TRAIL_PATH, default `data/audit.jsonl` (relative to the
+working directory). The actor subscribes to committed job events through the extension
+context; no WorkStream file knows it exists. See docs/extending.md.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pykka
 
-from workstream.actors.events import JobEvents
-from workstream.jobs import events
+from workstream import ExtensionContext, JobEvents, Setting, events
+
+
+def _path(raw: Any) -> Path:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("expected a file path")
+    return Path(raw.strip())
+
+
+SETTINGS = (Setting("path", Path("data/audit.jsonl"), _path, "the JSON lines file"),)
+
+
+def setup(context: ExtensionContext) -> list[pykka.ActorRef[Any]]:
+    # Settings first and the file opened before the actor's thread starts: a bad value or
+    # an unwritable path stops start-up (exit 2) with nothing left running.
+    path = context.settings(*SETTINGS)["path"]
+    trail = AuditTrail.start(path=path)
+    context.subscribe(trail, AuditTrail.KINDS)
+    context.log.info(
+        "audit trail at %s", path, extra={"event": "audit_trail_opened", "path": str(path)}
+    )
+    return [trail]
 
 
 class AuditTrail(pykka.ThreadingActor):
-    """Appends one JSON line per state change: who, what, when."""
+    """Appends one JSON line per state change and flushes after every batch."""
 
     KINDS = (
         events.JOB_CREATED,
@@ -38,21 +55,17 @@ class AuditTrail(pykka.ThreadingActor):
 
     def __init__(self, *, path: Path) -> None:
         super().__init__()
-        self._path = path
-        self._file: IO[str] | None = None
+        # __init__ runs in the caller's thread (inside setup), so an OSError here fails
+        # the setup instead of a thread that has already started.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
         self.written = 0
 
-    def on_start(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self._path.open("a", encoding="utf-8")
-
     def on_stop(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, JobEvents):
-            assert self._file is not None
             for event in message.events:
                 self._file.write(json.dumps({**event.fields(), "at": event.at}) + "\n")
                 self.written += 1
