@@ -5,7 +5,7 @@
 One JSON line per state change (who, what, when) is appended to `path`: the `[audit_trail]`
 table of the config file, or AUDIT_TRAIL_PATH, default `data/audit.jsonl` (relative to the
 working directory). The actor subscribes to committed job events through the extension
-context; no WorkStream file knows it exists. See docs/extending.md.
+context; no WorkStream file knows it exists. See docs/architecture.md, "Extending WorkStream".
 """
 
 from __future__ import annotations

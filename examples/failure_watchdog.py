@@ -13,7 +13,7 @@ FAILURE_WATCHDOG_THRESHOLD and FAILURE_WATCHDOG_CHECK_EVERY.
 
 The logic is `FailureWindow`, a plain class that takes times as arguments (unit tests move
 time by hand); `FailureWatchdog` is the thin actor around it: events and ticks in, log
-lines and the gauge out. See docs/extending.md.
+lines and the gauge out. See docs/architecture.md, "Extending WorkStream".
 """
 
 from __future__ import annotations

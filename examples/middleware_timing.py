@@ -6,7 +6,7 @@
 call's time to its job type's totals and logs a `slow_handler` warning when a call takes
 `slow` or longer (the `[middleware_timing]` table or MIDDLEWARE_TIMING_SLOW, default 1s).
 `GET /ext/middleware_timing` answers the totals as JSON. No actor: middleware runs on the
-Workers' threads, so its state is behind a lock. See docs/extending.md.
+Workers' threads, so its state is behind a lock. See docs/architecture.md, "Extending WorkStream".
 """
 
 from __future__ import annotations

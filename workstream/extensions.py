@@ -175,11 +175,16 @@ def run_setup(extension: LoadedExtension, context: ExtensionContext) -> None:
     """Call the setup and keep the actors it returned. Raises ConfigError naming the
     module if it raises or returns something other than actors."""
     extension.context = context
+    before = {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}
     try:
         returned = extension.setup(context)
-    except ConfigError as exc:
-        raise ConfigError(f"EXTENSIONS: {extension.module_name}: {exc.message}") from None
     except Exception as exc:
+        # Actors it started before failing would keep the process alive: stop them.
+        for ref in pykka.ActorRegistry.get_all():
+            if ref.actor_urn not in before:
+                ref.stop(block=False)
+        if isinstance(exc, ConfigError):
+            raise ConfigError(f"EXTENSIONS: {extension.module_name}: {exc.message}") from None
         raise ConfigError(
             f"EXTENSIONS: {extension.module_name}.setup failed: {type(exc).__name__}: {exc}"
         ) from exc

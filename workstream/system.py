@@ -3,8 +3,9 @@ owns its start and stop.
 
 Start: import the extension modules (a typo costs nothing yet) -> handlers (built-ins,
 then JOB_HANDLERS) and WORKER_MIDDLEWARE -> open the store (lock, migrate) -> the actors
-(Registry, recovery, Dispatcher, Workers, Sweeper, Ticker) -> each extension's setup, in
-order -> the HTTP port. Stop, on SIGTERM or SIGINT: refuse new jobs (503) -> stop the HTTP
+(Registry, Dispatcher with hand-out held, Workers, Sweeper, Ticker) -> each extension's
+setup, in order -> recovery of what an earlier run left `processing`, and hand-out begins
+-> the HTTP port. Stop, on SIGTERM or SIGINT: refuse new jobs (503) -> stop the HTTP
 server (closing keep-alive connections) -> drain running jobs, give back what still runs
 -> stop the extensions' actors, in reverse order -> stop the core actors -> close the store
 -> exit 0. A second signal during the drain exits at once; what was running is recovered
@@ -178,6 +179,7 @@ class System:
             raise
         try:
             self._start_extensions()
+            self.actors.open()
             if self.serve_http:
                 self._open_port()
         except BaseException:

@@ -223,12 +223,6 @@ def test_an_unknown_key_in_an_extension_table_stops_start_up(workdir: Path) -> N
     assert "unknown setting 'threshhold' in [failure_watchdog]" in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=subprocess.TimeoutExpired,
-    reason="API bug: an actor started by a setup that then raises is never stopped; its "
-    "non-daemon thread keeps the process alive after the exit-2 message",
-)
 def test_a_setup_that_raises_after_starting_an_actor_still_exits_2(workdir: Path) -> None:
     done = run_workstream(
         workdir,
@@ -240,12 +234,6 @@ def test_a_setup_that_raises_after_starting_an_actor_still_exits_2(workdir: Path
     assert f"{BAD}.leaks_actor.setup failed" in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="API gap: extensions are set up after the core actors start, so the recovery "
-    "at start-up (and any job started before setup) is published before they subscribe",
-)
 def test_the_audit_trail_sees_jobs_recovered_at_start_up(
     start_server: StartServer, workdir: Path
 ) -> None:

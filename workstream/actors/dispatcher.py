@@ -26,6 +26,7 @@ import pykka
 from workstream.actors.dispatcher_messages import (
     Alarm,
     DispatcherStatus,
+    StartHandout,
     Status,
     StopHandout,
     Submit,
@@ -65,6 +66,7 @@ class Dispatcher(pykka.ThreadingActor):
         capacity: int,
         clock: Callable[[], float],
         schedule: Schedule | None = None,
+        held: bool = False,
     ) -> None:
         super().__init__()
         self._registry = registry
@@ -74,7 +76,9 @@ class Dispatcher(pykka.ThreadingActor):
         self._idle: list[pykka.ActorRef[Any]] = []
         self._workers: set[str] = set()
         self._accepting = True
-        self._handing_out = True
+        # Held at start-up until `StartHandout`: recovery and the extensions come first.
+        self._handing_out = not held
+        self._stopped = False
         self._maybe_due = True  # jobs may be due: claim when workers are idle
         self._claiming = False
         # A wake-up came while a claim was in flight: that claim may have read the queue
@@ -180,7 +184,14 @@ class Dispatcher(pykka.ThreadingActor):
 
         self._registry.tell(Claim(asked, Callback(claimed)))
 
+    def _start_handout(self, message: StartHandout) -> None:
+        if self._stopped:
+            return  # shutdown began first: hand-out stays stopped
+        self._handing_out = True
+        self._pump()
+
     def _stop_handout(self, message: StopHandout) -> None:
+        self._stopped = True
         self._accepting = False
         self._handing_out = False
         self._all_idle = message.all_idle
@@ -207,6 +218,7 @@ class Dispatcher(pykka.ThreadingActor):
         _ClaimDone: _claim_done,
         Alarm: _alarm,
         Wake: _wake,
+        StartHandout: _start_handout,
         StopHandout: _stop_handout,
         Status: _status,
     }

@@ -34,6 +34,11 @@ class Wake:
 
 
 @dataclass(frozen=True, slots=True)
+class StartHandout:
+    """Start-up is done (recovery, extensions): claim and hand out jobs from now on."""
+
+
+@dataclass(frozen=True, slots=True)
 class StopHandout:
     """Shutdown: stop taking and giving out jobs. `all_idle` is set once no Worker runs
     a job."""

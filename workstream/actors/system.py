@@ -1,7 +1,9 @@
 """The actors, started bottom-up and stopped top-down, and the ordered shutdown.
 
-Start (the store is already open): the Registry, then recovery of the jobs an earlier run
-left `processing`, then the Dispatcher, the Workers, the Sweeper and the Ticker. Stop:
+Start (the store is already open): the Registry, the Dispatcher (hand-out held), the
+Workers, the Sweeper and the Ticker; then, in `open()`, recovery of the jobs an earlier run
+left `processing`, and hand-out begins. Between the two the composition root sets up the
+extensions, so they see recovery and every job's start. Stop:
 stop admission and hand-out, wait for running jobs up to `shutdown_timeout`, give back what
 still runs (attempt not counted), flush, then stop the actors, the Registry last.
 
@@ -23,7 +25,7 @@ import pykka
 
 from workstream.actors.ask import ask
 from workstream.actors.dispatcher import Dispatcher
-from workstream.actors.dispatcher_messages import StopHandout, Wake
+from workstream.actors.dispatcher_messages import StartHandout, StopHandout, Wake
 from workstream.actors.events import EventBus
 from workstream.actors.registry import Registry
 from workstream.actors.registry_messages import Barrier, Recover, Release, RenewLeases, Sweep, Swept
@@ -108,7 +110,8 @@ class ActorSystem:
     # -- start --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start every actor, bottom-up; on failure, stop what started and re-raise."""
+        """Start every actor, bottom-up, with hand-out held until `open()`; on failure,
+        stop what started and re-raise."""
         try:
             self._start_actors()
         except BaseException:
@@ -128,16 +131,12 @@ class ActorSystem:
             default_max_retries=tuning.max_retries,
             write_health=self.write_health,
         )
-        self.recovered = self._recover_at_start()
-        log.info(
-            "recovery finished",
-            extra={"event": "recovery_finished", "recovered": self.recovered},
-        )
         self.dispatcher = Dispatcher.start(
             registry=self.registry,
             capacity=tuning.job_queue_capacity,
             clock=self.clock,
             schedule=self.ticker.at,
+            held=True,  # until `open()`: no job starts before recovery and the extensions
         )
         # Told first: it starts work, and a job's start should not wait for its
         # `job_created` log line and metrics (published on the Registry's thread).
@@ -164,6 +163,18 @@ class ActorSystem:
             self.ticker.every(tuning.sweeper_interval, self.wake_dispatcher)
         self.ticker.start()
         self.store.watch(self.wake_dispatcher)
+
+    def open(self) -> None:
+        """Recover what an earlier run left `processing`, then start handing out jobs.
+        Called once the extensions are set up, so that they see the recovery and every
+        job's start (and their middleware runs around every call)."""
+        self.recovered = self._recover_at_start()
+        log.info(
+            "recovery finished",
+            extra={"event": "recovery_finished", "recovered": self.recovered},
+        )
+        assert self.dispatcher is not None
+        self.dispatcher.tell(StartHandout())
 
     def _recover_at_start(self) -> int:
         """Jobs a previous run left `processing` were interrupted; their attempts count.

@@ -90,7 +90,7 @@ class MiddlewareChain:
 def _guarded(middleware: Middleware, hook: str, call: Call) -> None:
     try:
         getattr(middleware, hook)(call)
-    except Exception:
+    except BaseException:  # SystemExit too: nothing a hook does may stop the Worker
         log.exception(
             "worker middleware %s.%s failed; ignored",
             type(middleware).__name__,

@@ -14,6 +14,7 @@ from tests.support import FakeClock, Recorder, make_job, messages
 from workstream.actors.dispatcher import CLAIM_RETRY_DELAY, Dispatcher
 from workstream.actors.dispatcher_messages import (
     DispatcherStatus,
+    StartHandout,
     Status,
     StopHandout,
     Submit,
@@ -70,13 +71,19 @@ class Scheduled:
 
 
 class Harness:
-    def __init__(self, clock: FakeClock, actors: list[Any], capacity: int = 5) -> None:
+    def __init__(
+        self, clock: FakeClock, actors: list[Any], capacity: int = 5, held: bool = False
+    ) -> None:
         self.clock = clock
         self.script = ScriptedRegistry()
         self.registry = Recorder.start(respond=self.script.respond)
         self.schedule = Scheduled()
         self.ref = Dispatcher.start(
-            registry=self.registry, capacity=capacity, clock=clock, schedule=self.schedule
+            registry=self.registry,
+            capacity=capacity,
+            clock=clock,
+            schedule=self.schedule,
+            held=held,
         )
         self.workers: list[pykka.ActorRef[Any]] = []
         actors.extend([self.registry, self.ref])
@@ -261,3 +268,31 @@ def test_outside_wake_ups_do_not_pile_up_alarms_for_a_delayed_job(disp: Harness)
         disp.settle()
     assert len(disp.claims()) == 51  # each wake-up looks again ...
     assert disp.schedule.calls.count(far) == 1  # ... but the one alarm stays the one alarm
+
+
+def test_a_held_dispatcher_admits_jobs_but_claims_nothing_until_hand_out_starts(
+    clock: FakeClock, actors: list[Any]
+) -> None:
+    disp = Harness(clock, actors, held=True)
+    disp.add_workers(2)
+    reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    disp.ref.tell(Submit(Create([JobSpec("echo")], reply)))
+    disp.settle()
+    assert any(isinstance(m, Create) for m in messages(disp.registry))  # admitted
+    assert disp.claims() == [] and disp.status().handing_out is False
+    disp.ref.tell(StartHandout())
+    disp.settle()
+    assert len(disp.claims()) == 1 and disp.status().handing_out is True
+
+
+def test_hand_out_stays_stopped_if_shutdown_began_before_it_started(
+    clock: FakeClock, actors: list[Any]
+) -> None:
+    disp = Harness(clock, actors, held=True)
+    disp.add_workers(1)
+    stopped: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    disp.ref.tell(StopHandout(stopped, threading.Event()))
+    stopped.get(timeout=2)
+    disp.ref.tell(StartHandout())
+    disp.settle()
+    assert disp.claims() == [] and disp.status().handing_out is False
