@@ -38,8 +38,8 @@ from workstream.extensions import (
     run_setup,
     unclaimed_sections,
 )
-from workstream.handlers import HandlerTable, default_table, import_handler_modules
-from workstream.handlers.builtin import EmailOptions, WebhookOptions, builtin_handlers
+from workstream.handlers import HandlerTable
+from workstream.handlers.builtin import EmailOptions, WebhookOptions, handler_table
 from workstream.handlers.middleware import MiddlewareChain, load_middleware
 from workstream.http.app import create_app
 from workstream.http.server import HttpServer
@@ -73,9 +73,8 @@ def check_bind(settings: Settings) -> None:
     )
 
 
-def build_handlers(settings: Settings) -> HandlerTable:
-    """Built-ins first; handlers registered by JOB_HANDLERS modules may replace them."""
-    import_handler_modules(settings.job_handlers)
+def handler_options(settings: Settings) -> tuple[EmailOptions, WebhookOptions]:
+    """The built-in handlers' settings, as the handlers layer takes them."""
     email = EmailOptions(
         outbox_dir=settings.outbox_dir,
         smtp_host=settings.smtp_host,
@@ -89,12 +88,13 @@ def build_handlers(settings: Settings) -> HandlerTable:
     webhook = WebhookOptions(
         allow_hosts=settings.webhook_allow_hosts, deny_networks=settings.webhook_deny_networks
     )
-    table = HandlerTable(builtin_handlers(email=email, webhook=webhook))
-    for job_type in default_table.types():
-        registered = default_table.get(job_type)
-        if registered is not None:
-            table.add(registered)
-    return table
+    return email, webhook
+
+
+def build_handlers(settings: Settings) -> HandlerTable:
+    """Built-ins first; handlers registered by JOB_HANDLERS modules may replace them."""
+    email, webhook = handler_options(settings)
+    return handler_table(settings.job_handlers, email=email, webhook=webhook)
 
 
 class System:

@@ -28,23 +28,12 @@ from workstream.actors.events import EventBus
 from workstream.actors.registry_messages import AttemptEnded, Finish, Outcome
 from workstream.actors.worker_messages import Run
 from workstream.handlers import Handler, HandlerTable
+from workstream.handlers.invoke import Timing, call_error, call_handler, describe_exception, invoke
 from workstream.handlers.middleware import Call, Middleware, MiddlewareChain
 from workstream.jobs.events import JOB_STARTED, JobEvent
-from workstream.jobs.limits import MAX_DOCUMENT_BYTES
 from workstream.jobs.model import Job, JobContext
-from workstream.units import json_problem
 
 log = logging.getLogger(__name__)
-
-
-def describe_exception(exc: BaseException) -> str:
-    """`Type: message`, and never an exception of its own (a broken `__str__`)."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception:
-        text = "<the exception's message could not be read>"
-    return f"{name}: {text}" if text else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +90,6 @@ class _Attempt:
                 self._on_late_end()
 
 
-class NoHandler(LookupError):
-    """The error of an attempt whose type has no handler in this process."""
-
-
 class PublishStart(Middleware):
     """Built in, first: tells the event bus a job started (its log line, the metrics, the
     Retry-After estimate all follow `job_started`)."""
@@ -131,20 +116,6 @@ class PublishStart(Middleware):
                 )
             ]
         )
-
-
-class Timing(Middleware):
-    """Built in, innermost: how long the handler ran, for the outcome (and so for the
-    duration metrics and the `job_completed` / `job_failed` log lines)."""
-
-    def __init__(self, monotonic: Callable[[], float]) -> None:
-        self._monotonic = monotonic
-
-    def before(self, call: Call) -> None:
-        call.state["workstream.started"] = self._monotonic()
-
-    def after(self, call: Call) -> None:
-        call.duration = self._monotonic() - call.state["workstream.started"]
 
 
 class Worker(pykka.ThreadingActor):
@@ -210,20 +181,8 @@ class Worker(pykka.ThreadingActor):
     def run(self, job: Job) -> Outcome:
         """Run one attempt of `job`, inside the middleware, and describe how it went."""
         call = Call(job, self.name)
-        # Built-ins outermost (the start event) and innermost (timing), so that what users
-        # add runs inside the start event and its own time is not the handler's.
-        chain = (*self._builtin, *self._middleware.items, self._timing)
-        self._middleware.before(call, chain)
-        self._call(job, call)
-        self._middleware.after(call, chain)
-        error = None
-        if call.error is not None:
-            no_handler = isinstance(call.error, NoHandler)
-            error = str(call.error) if no_handler else describe_exception(call.error)
-        if error is None:
-            problem = json_problem(call.result, max_bytes=MAX_DOCUMENT_BYTES)
-            if problem is not None:
-                error = f"the handler's result cannot be stored: {problem}"
+        invoke(self._middleware, self._builtin, self._timing, call, self._call)
+        error = call_error(call)
         return Outcome(
             job_id=job.id,
             attempt=job.attempts,
@@ -235,20 +194,15 @@ class Worker(pykka.ThreadingActor):
             abandoned=call.timed_out,
         )
 
-    def _call(self, job: Job, call: Call) -> None:
-        """Run the handler; its result or its exception lands in `call`."""
+    def _call(self, call: Call) -> None:
+        """Run the handler; its result or its exception lands in `call`. A handler with a
+        timeout runs on a thread of its own, abandoned when the timeout passes."""
+        job = call.job
         handler = self._handlers.get(job.type)
-        if handler is None:
-            call.error = NoHandler(f"no handler is registered for type {job.type!r}")
+        if handler is None or handler.timeout is None:
+            call_handler(self._handlers, job, call)
             return
-        context = JobContext.of(job)
-        if handler.timeout is None:
-            try:
-                call.result = handler.fn(job.payload, context)
-            except BaseException as exc:
-                call.error = exc
-            return
-        attempt = _Attempt(handler, job.payload, context, self._late_end_notice(job))
+        attempt = _Attempt(handler, job.payload, JobContext.of(job), self._late_end_notice(job))
         attempt.start()
         if attempt.wait(handler.timeout):
             call.result, call.error = attempt.result, attempt.error
@@ -264,9 +218,8 @@ class Worker(pykka.ThreadingActor):
             },
         )
         call.timed_out = True
-        call.error = TimeoutError(
-            f"the handler ran longer than its timeout of {handler.timeout:g}s"
-        )
+        limit = f"{handler.timeout:g}s"
+        call.error = TimeoutError(f"the handler ran longer than its timeout of {limit}")
 
     def _late_end_notice(self, job: Job) -> Callable[[], None]:
         ref, message = self.actor_ref, _LateEnd(job.id, job.attempts)

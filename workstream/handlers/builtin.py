@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workstream.handlers import Handler
+from workstream.handlers import Handler, HandlerTable, default_table, import_handler_modules
 from workstream.handlers.email import make_email_handler
 from workstream.handlers.webhook import make_webhook_handler
 from workstream.jobs.model import JobContext
@@ -97,3 +98,20 @@ def builtin_handlers(
         ),
         make_webhook_handler(allow_hosts=webhook.allow_hosts, deny_networks=webhook.deny_networks),
     ]
+
+
+def handler_table(
+    job_handlers: Sequence[str],
+    *,
+    email: EmailOptions | None = None,
+    webhook: WebhookOptions | None = None,
+) -> HandlerTable:
+    """The table a server (or a worker process) runs: the built-ins first, then what the
+    JOB_HANDLERS modules register, which may replace them."""
+    import_handler_modules(job_handlers)
+    table = HandlerTable(builtin_handlers(email=email, webhook=webhook))
+    for job_type in default_table.types():
+        registered = default_table.get(job_type)
+        if registered is not None:
+            table.add(registered)
+    return table
