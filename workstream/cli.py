@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from workstream.client import DEFAULT_URL, ApiError, Client, ServerUnreachable, WaitTimeout
 from workstream.config import SETTINGS, Settings, load_settings
+from workstream.converters import masked_url
 from workstream.errors import ConfigError, WorkStreamError
 from workstream.logs import configure_logging
 
@@ -165,15 +166,8 @@ def _migrate(args: argparse.Namespace) -> int:
         print(f"workstream: cannot migrate: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     store.close()
-    print(f"schema is up to date ({_safe_url(settings.database_url)})")
+    print(f"schema is up to date ({masked_url(settings.database_url)})")
     return EXIT_OK
-
-
-def _safe_url(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 # -- client commands -------------------------------------------------------------------

@@ -29,6 +29,7 @@ from workstream.converters import (
     duration_or_zero,
     host,
     interval,
+    masked_url,
     middleware_list,
     module_list,
     non_negative_int,
@@ -84,6 +85,7 @@ SETTINGS: tuple[Setting, ...] = (
         "sqlite:///data/workstream.db",
         database_url,
         "storage: sqlite:///relative/path, sqlite:////absolute/path, postgresql://...",
+        mask=masked_url,  # the password is never shown, the user name is
     ),
     Setting(
         "lease_duration",
@@ -254,8 +256,8 @@ class Settings:
         out: dict[str, Any] = {}
         for setting in SETTINGS:
             value = getattr(self, setting.name)
-            if setting.secret and value:
-                value = "***"
+            if setting.secret or setting.mask is not None:
+                value = setting.shown(value)
             elif isinstance(value, float) and setting.convert in _DURATIONS:
                 value = format_duration(value)
             elif isinstance(value, tuple):
@@ -268,7 +270,7 @@ def _convert(setting: Setting, raw: Any, source: str) -> Any:
     try:
         return setting.convert(raw)
     except ValueError as exc:
-        shown = "***" if setting.secret else repr(raw)
+        shown = "***" if setting.secret else repr(setting.shown(raw))
         raise ConfigError(f"invalid {setting.env} = {shown} ({source}): {exc}") from None
 
 
