@@ -21,6 +21,7 @@ from typing import Any
 
 from workstream.converters import (
     Setting,
+    api_token,
     as_text,
     boolean,
     choice,
@@ -114,8 +115,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "api_token",
         None,
-        optional_text,
-        "when set, every request but GET /health needs 'Authorization: Bearer <token>'",
+        api_token,
+        "when set (16 characters or more), every request but GET /health needs "
+        "'Authorization: Bearer <token>'",
         secret=True,
     ),
     Setting(

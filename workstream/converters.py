@@ -102,6 +102,20 @@ def optional_text(raw: Any) -> str | None:
     return text or None
 
 
+MIN_TOKEN_LENGTH = 16
+
+
+def api_token(raw: Any) -> str | None:
+    """A bearer token, or None (empty: no token). Short tokens are guessed: refused."""
+    text = optional_text(raw)
+    if text is not None and len(text) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_TOKEN_LENGTH} characters (for instance: python3 -c "
+            '"import secrets; print(secrets.token_urlsafe(32))")'
+        )
+    return text
+
+
 def host(raw: Any) -> str:
     text = as_text(raw)
     if not text or any(ch.isspace() for ch in text):

@@ -112,8 +112,10 @@ def test_flag_errors_name_the_flag() -> None:
 
 
 def test_secrets_never_appear_in_messages_or_descriptions() -> None:
-    settings = load_settings(env={"API_TOKEN": "s3cret-token", "SMTP_PASSWORD": "pw-123"})
-    assert settings.api_token == "s3cret-token"
+    settings = load_settings(
+        env={"API_TOKEN": "s3cret-token-0123456789", "SMTP_PASSWORD": "pw-123"}
+    )
+    assert settings.api_token == "s3cret-token-0123456789"
     assert "s3cret" not in repr(settings) and "pw-123" not in repr(settings)
     described = settings.described()
     assert described["api_token"] == "***" and described["smtp_password"] == "***"
@@ -219,3 +221,32 @@ def test_store_errors_never_echo_the_whole_url(url: str) -> None:
         store_from_url(url)
     assert "hunter2" not in caught.value.message
     assert caught.value.message.startswith("DATABASE_URL: ")
+
+
+# -- API_TOKEN: long enough not to be guessed ------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["Q", "Z" * 15, "  short-token  "])
+def test_a_short_api_token_is_refused_naming_the_setting_without_the_value(token: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"API_TOKEN": token})
+    message = caught.value.message
+    assert message.startswith("invalid API_TOKEN = *** (environment): ")
+    assert "at least 16 characters" in message
+    assert token.strip() not in message
+
+
+def test_a_token_of_16_characters_is_accepted_and_an_empty_one_means_none() -> None:
+    assert load_settings(env={"API_TOKEN": "x" * 16}).api_token == "x" * 16
+    assert load_settings(env={"API_TOKEN": ""}).api_token is None
+
+
+def test_the_install_step_upgrades_setuptools_in_the_venv() -> None:
+    """`python -m venv` seeds an old setuptools (with known advisories) that nothing else
+    would upgrade: the Makefile's install step does."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("$(STAMP): pyproject.toml", 1)[1].split("\n\n", 1)[0]
+    upgrades = [
+        line for line in recipe.splitlines() if "pip install" in line and "--upgrade" in line
+    ]
+    assert any("setuptools" in line.split() for line in upgrades), recipe
