@@ -53,7 +53,8 @@ def _add_settings_flags(
             setting.flag,
             dest=setting.name,
             metavar=setting.env,
-            help=f"{setting.help} (env {setting.env})",
+            # argparse expands %-formats in help: a literal % (as in "+-10%") is %%.
+            help=f"{setting.help} (env {setting.env})".replace("%", "%%"),
         )
 
 

@@ -17,3 +17,11 @@ def test_a_short_api_token_stops_serve_with_exit_2_naming_the_setting(workdir: P
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("workstream: invalid API_TOKEN = *** (environment): ")
     assert "at least 16 characters" in line and "tiny-tok3n" not in done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_serve_help_works_in_a_real_process(workdir: Path, flag: str) -> None:
+    done = run_workstream(workdir, "serve", flag, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: workstream serve") and "RETRY_BACKOFF" in done.stdout
+    assert "Traceback" not in done.stderr
