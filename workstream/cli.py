@@ -111,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a reader gone away shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # `workstream jobs | head -3`: the reader has what it wanted. Stop quietly (status
+        # 1: not all was written); stdout goes to /dev/null, or Python's own flush at exit
+        # would fail again and print a traceback.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
