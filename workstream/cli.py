@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -150,6 +151,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
+    _import_from_working_directory()
+    _check_modules_exist(settings)
     try:
         return serve(settings)
     except ConfigError:
@@ -166,6 +169,40 @@ def _serve(args: argparse.Namespace) -> int:
             "the server failed", extra={"event": "server_failed"}
         )
         return EXIT_FAILED
+
+
+def _import_from_working_directory() -> None:
+    """Modules named in JOB_HANDLERS, EXTENSIONS and WORKER_MIDDLEWARE are found in the
+    working directory, as with `python -m workstream`: the installed `workstream` command
+    would otherwise not look there. It is searched after the installed packages, so a stray
+    file there (an `email.py`) cannot replace a module the server uses."""
+    here = os.getcwd()
+    if not any(os.path.abspath(entry or ".") == here for entry in sys.path):
+        sys.path.append(here)
+
+
+def _check_modules_exist(settings: Settings) -> None:
+    """A module that cannot be found stops start-up with a line that says where it was
+    looked for and what to do (exit 2)."""
+    named = [
+        *(("JOB_HANDLERS", name) for name in settings.job_handlers),
+        *(("EXTENSIONS", name) for name in settings.extensions),
+        *(("WORKER_MIDDLEWARE", entry.partition(":")[0]) for entry in settings.worker_middleware),
+    ]
+    for setting, name in named:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False  # a parent package is missing
+        except Exception:
+            continue  # it fails while importing: the import proper reports that
+        if not found:
+            top = name.partition(".")[0]
+            raise ConfigError(
+                f"{setting}: cannot import module {name!r}: it is neither in the working "
+                f"directory ({os.getcwd()}) nor installed; run workstream from the directory "
+                f"that holds {top}/ (or {top}.py), or add that directory to PYTHONPATH"
+            )
 
 
 def _migrate(args: argparse.Namespace) -> int:

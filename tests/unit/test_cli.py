@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +39,22 @@ def test_serve_help_shows_a_percent_sign_as_written(capsys: pytest.CaptureFixtur
         cli.main(["serve", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "+-10%" in out and "RETRY_BACKOFF" in out
+
+
+def test_the_working_directory_is_searched_after_the_installed_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", ["/somewhere/site-packages"])
+    cli._import_from_working_directory()
+    cli._import_from_working_directory()  # once only
+    assert sys.path == ["/somewhere/site-packages", str(tmp_path)]
+
+
+def test_a_working_directory_already_on_the_path_is_left_where_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", ["", "/somewhere/site-packages"])  # python -m, -c
+    cli._import_from_working_directory()
+    assert sys.path == ["", "/somewhere/site-packages"]
