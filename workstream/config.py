@@ -60,7 +60,8 @@ SETTINGS: tuple[Setting, ...] = (
         "sweeper_interval",
         10.0,
         interval,
-        "how often failed jobs due for retry, and expired leases, are re-queued",
+        "how often expired leases are recovered (and due retries that no worker took yet "
+        "re-queued)",
     ),
     Setting(
         "max_retries",
@@ -72,7 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
         "retry_backoff",
         1.0,
         duration_or_zero,
-        "backoff base: wait after failed attempt n is base x 2^(n-1), +-10%; 0s = next sweep",
+        "backoff base: wait after failed attempt n is base x 2^(n-1), +-10%; 0s = at once",
     ),
     Setting("retry_backoff_max", 3600.0, duration, "the longest backoff"),
     Setting(

@@ -168,6 +168,22 @@ def test_a_delayed_job_starts_at_its_time_not_at_the_next_sweep(
     assert done.started_at is not None and done.started_at >= job.run_at
 
 
+def test_a_retry_starts_at_its_backoff_not_at_the_next_sweep(
+    start_engine: EngineFactory,
+) -> None:
+    flaky = Flaky(failures=1)
+    engine, watcher = start_engine(
+        [Handler("flaky", flaky)], sweeper_interval=600.0, retry_backoff=0.3
+    )
+    [job] = engine.jobs.submit([JobSpec("flaky")]).jobs
+    watcher.wait_for(JOB_COMPLETED, timeout=10)  # not 600 s: the sweep never came
+    [failed] = [event for event in watcher.events if event.kind == JOB_FAILED]
+    assert failed.run_at is not None and not failed.final
+    done = engine.jobs.get(job.id)
+    assert done.attempts == 2
+    assert done.started_at is not None and failed.run_at <= done.started_at < failed.run_at + 3
+
+
 def test_a_handler_raising_system_exit_fails_its_attempt_and_nothing_stops(
     start_engine: EngineFactory,
 ) -> None:
