@@ -120,18 +120,25 @@ class JobLedger:
 
     def _claim(self, command: Claim, tx: Transaction, batch: Batch) -> Claimed:
         now = batch.now
-        # A retry starts at its run_at, not at the next sweep: the claim re-queues the
-        # failed jobs whose backoff is over before it looks for pending ones.
-        self._requeue_due(tx, batch, command.limit)
+        claimed = self._take(tx, batch, command.limit)
+        # A retry starts at its run_at, not at the next sweep: a claim with room left
+        # re-queues the failed jobs whose backoff is over, and takes them. (A full claim
+        # costs no extra query; while the queue stays full, the sweep re-queues them.)
+        room = command.limit - len(claimed)
+        if room > 0 and self._requeue_due(tx, batch, room)[1] > 0:
+            claimed += self._take(tx, batch, room)
+        next_run_at = tx.next_run_at(now) if len(claimed) < command.limit else None
+        return Claimed(claimed, next_run_at)
+
+    def _take(self, tx: Transaction, batch: Batch, limit: int) -> list[Job]:
         claimed = []
-        for job in tx.claimable(now, command.limit):
-            taken = states.claim(job, owner=self._owner, now=now, lease=self._lease)
+        for job in tx.claimable(batch.now, limit):
+            taken = states.claim(job, owner=self._owner, now=batch.now, lease=self._lease)
             if tx.update(taken, job):
                 claimed.append(taken)
                 self._running[taken.id] = taken
                 batch.claims.append((job, taken))
-        next_run_at = tx.next_run_at(now) if len(claimed) < command.limit else None
-        return Claimed(claimed, next_run_at)
+        return claimed
 
     def _finish(self, command: Finish, tx: Transaction, batch: Batch) -> None:
         outcome = command.outcome

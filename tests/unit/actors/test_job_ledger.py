@@ -244,6 +244,18 @@ def test_a_claim_at_a_retrys_run_at_requeues_it_and_takes_it_without_a_sweep(
     assert (event.kind, event.reason, event.job_id) == (JOB_RETRIED, "backoff", "job-1")
 
 
+def test_a_claim_with_room_takes_due_retries_after_the_pending_jobs(book: Book) -> None:
+    book.create(JobSpec("echo"))
+    book.claim()
+    book.finish("job-1", error="ValueError: boom")  # due again at T0 + 2
+    book.create(JobSpec("echo"), JobSpec("echo"), now=T0 + 1)  # job-2, job-3
+    full = book.answer(Claim(2, NO_REPLY), now=T0 + 3)
+    assert [job.id for job in full.jobs] == ["job-2", "job-3"]
+    assert book.stored("job-1").status is JobStatus.FAILED  # a full claim looked no further
+    roomy = book.answer(Claim(2, NO_REPLY), now=T0 + 3)
+    assert [job.id for job in roomy.jobs] == ["job-1"]
+
+
 def test_a_claim_leaves_a_retry_whose_timed_out_call_runs_on(book: Book) -> None:
     book.create(JobSpec("echo"))
     book.claim()
