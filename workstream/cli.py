@@ -20,11 +20,11 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from workstream.client import DEFAULT_URL, ApiError, Client, ServerUnreachable, WaitTimeout
+from workstream.client.progress import Progress, describe
 from workstream.config import SETTINGS, Settings, load_settings
 from workstream.converters import masked_url
 from workstream.errors import ConfigError, WorkStreamError
@@ -289,39 +289,11 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     progress.done()
     _print_json(job)
-    return EXIT_OK if job["status"] == "completed" else EXIT_FAILED
-
-
-class Progress:
-    """One status line while waiting: rewritten in place on a terminal, a new line on each
-    change of status otherwise (logs stay readable)."""
-
-    SPINNER = "|/-\\"
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._last = ""
-        self._ticks = 0
-        self._started = time.monotonic()
-
-    def update(self, job: dict[str, Any], elapsed: float) -> None:
-        status = job.get("status", "?")
-        text = f"job {job.get('id', '?')[:8]} {status}, attempt {job.get('attempts', 0)}"
-        if self._tty:
-            self._ticks += 1
-            spin = self.SPINNER[self._ticks % len(self.SPINNER)]
-            self._stream.write(f"\r{spin} {text} ({elapsed:.1f}s)\033[K")
-            self._stream.flush()
-        elif text != self._last:
-            self._stream.write(f"{text} ({elapsed:.1f}s)\n")
-            self._stream.flush()
-        self._last = text
-
-    def done(self) -> None:
-        if self._tty and self._last:
-            self._stream.write("\r\033[K")
-            self._stream.flush()
+    if job["status"] == "completed":
+        return EXIT_OK
+    # The verdict last, on stderr, with the error (a terminal's progress line is gone).
+    print(f"workstream: {describe(job)}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _jobs(client: Client, args: argparse.Namespace) -> int:
