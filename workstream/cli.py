@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from workstream.client import DEFAULT_URL, ApiError, Client, ServerUnreachable, WaitTimeout
+from workstream.client.progress import Progress, describe
 from workstream.config import SETTINGS, Settings, load_settings
+from workstream.converters import masked_url
 from workstream.errors import ConfigError, WorkStreamError
 from workstream.logs import configure_logging
 
@@ -52,7 +54,8 @@ def _add_settings_flags(
             setting.flag,
             dest=setting.name,
             metavar=setting.env,
-            help=f"{setting.help} (env {setting.env})",
+            # argparse expands %-formats in help: a literal % (as in "+-10%") is %%.
+            help=f"{setting.help} (env {setting.env})".replace("%", "%%"),
         )
 
 
@@ -109,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a reader gone away shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # `workstream jobs | head -3`: the reader has what it wanted. Stop quietly (status
+        # 1: not all was written); stdout goes to /dev/null, or Python's own flush at exit
+        # would fail again and print a traceback.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
@@ -133,6 +151,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
+    _import_from_working_directory()
+    _check_modules_exist(settings)
     try:
         return serve(settings)
     except ConfigError:
@@ -151,6 +171,40 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
+def _import_from_working_directory() -> None:
+    """Modules named in JOB_HANDLERS, EXTENSIONS and WORKER_MIDDLEWARE are found in the
+    working directory, as with `python -m workstream`: the installed `workstream` command
+    would otherwise not look there. It is searched after the installed packages, so a stray
+    file there (an `email.py`) cannot replace a module the server uses."""
+    here = os.getcwd()
+    if not any(os.path.abspath(entry or ".") == here for entry in sys.path):
+        sys.path.append(here)
+
+
+def _check_modules_exist(settings: Settings) -> None:
+    """A module that cannot be found stops start-up with a line that says where it was
+    looked for and what to do (exit 2)."""
+    named = [
+        *(("JOB_HANDLERS", name) for name in settings.job_handlers),
+        *(("EXTENSIONS", name) for name in settings.extensions),
+        *(("WORKER_MIDDLEWARE", entry.partition(":")[0]) for entry in settings.worker_middleware),
+    ]
+    for setting, name in named:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False  # a parent package is missing
+        except Exception:
+            continue  # it fails while importing: the import proper reports that
+        if not found:
+            top = name.partition(".")[0]
+            raise ConfigError(
+                f"{setting}: cannot import module {name!r}: it is neither in the working "
+                f"directory ({os.getcwd()}) nor installed; run workstream from the directory "
+                f"that holds {top}/ (or {top}.py), or add that directory to PYTHONPATH"
+            )
+
+
 def _migrate(args: argparse.Namespace) -> int:
     from workstream.store import store_from_url
 
@@ -165,15 +219,8 @@ def _migrate(args: argparse.Namespace) -> int:
         print(f"workstream: cannot migrate: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     store.close()
-    print(f"schema is up to date ({_safe_url(settings.database_url)})")
+    print(f"schema is up to date ({masked_url(settings.database_url)})")
     return EXIT_OK
-
-
-def _safe_url(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 # -- client commands -------------------------------------------------------------------
@@ -242,39 +289,11 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     progress.done()
     _print_json(job)
-    return EXIT_OK if job["status"] == "completed" else EXIT_FAILED
-
-
-class Progress:
-    """One status line while waiting: rewritten in place on a terminal, a new line on each
-    change of status otherwise (logs stay readable)."""
-
-    SPINNER = "|/-\\"
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._last = ""
-        self._ticks = 0
-        self._started = time.monotonic()
-
-    def update(self, job: dict[str, Any], elapsed: float) -> None:
-        status = job.get("status", "?")
-        text = f"job {job.get('id', '?')[:8]} {status}, attempt {job.get('attempts', 0)}"
-        if self._tty:
-            self._ticks += 1
-            spin = self.SPINNER[self._ticks % len(self.SPINNER)]
-            self._stream.write(f"\r{spin} {text} ({elapsed:.1f}s)\033[K")
-            self._stream.flush()
-        elif text != self._last:
-            self._stream.write(f"{text} ({elapsed:.1f}s)\n")
-            self._stream.flush()
-        self._last = text
-
-    def done(self) -> None:
-        if self._tty and self._last:
-            self._stream.write("\r\033[K")
-            self._stream.flush()
+    if job["status"] == "completed":
+        return EXIT_OK
+    # The verdict last, on stderr, with the error (a terminal's progress line is gone).
+    print(f"workstream: {describe(job)}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _jobs(client: Client, args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 
 from workstream.converters import (
     Setting,
+    api_token,
     as_text,
     boolean,
     choice,
@@ -29,6 +30,7 @@ from workstream.converters import (
     duration_or_zero,
     host,
     interval,
+    masked_url,
     middleware_list,
     module_list,
     non_negative_int,
@@ -58,7 +60,8 @@ SETTINGS: tuple[Setting, ...] = (
         "sweeper_interval",
         10.0,
         interval,
-        "how often failed jobs due for retry, and expired leases, are re-queued",
+        "how often expired leases are recovered (and due retries that no worker took yet "
+        "re-queued)",
     ),
     Setting(
         "max_retries",
@@ -70,7 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
         "retry_backoff",
         1.0,
         duration_or_zero,
-        "backoff base: wait after failed attempt n is base x 2^(n-1), +-10%; 0s = next sweep",
+        "backoff base: wait after failed attempt n is base x 2^(n-1), +-10%; 0s = at once",
     ),
     Setting("retry_backoff_max", 3600.0, duration, "the longest backoff"),
     Setting(
@@ -84,6 +87,7 @@ SETTINGS: tuple[Setting, ...] = (
         "sqlite:///data/workstream.db",
         database_url,
         "storage: sqlite:///relative/path, sqlite:////absolute/path, postgresql://...",
+        mask=masked_url,  # the password is never shown, the user name is
     ),
     Setting(
         "lease_duration",
@@ -112,8 +116,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "api_token",
         None,
-        optional_text,
-        "when set, every request but GET /health needs 'Authorization: Bearer <token>'",
+        api_token,
+        "when set (16 characters or more), every request but GET /health needs "
+        "'Authorization: Bearer <token>'",
         secret=True,
     ),
     Setting(
@@ -254,8 +259,8 @@ class Settings:
         out: dict[str, Any] = {}
         for setting in SETTINGS:
             value = getattr(self, setting.name)
-            if setting.secret and value:
-                value = "***"
+            if setting.secret or setting.mask is not None:
+                value = setting.shown(value)
             elif isinstance(value, float) and setting.convert in _DURATIONS:
                 value = format_duration(value)
             elif isinstance(value, tuple):
@@ -268,7 +273,7 @@ def _convert(setting: Setting, raw: Any, source: str) -> Any:
     try:
         return setting.convert(raw)
     except ValueError as exc:
-        shown = "***" if setting.secret else repr(raw)
+        shown = "***" if setting.secret else repr(setting.shown(raw))
         raise ConfigError(f"invalid {setting.env} = {shown} ({source}): {exc}") from None
 
 

@@ -8,6 +8,7 @@ each extension's own section (`workstream.extensions.ExtensionContext.settings`)
 from __future__ import annotations
 
 import math
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,20 @@ def optional_text(raw: Any) -> str | None:
     return text or None
 
 
+MIN_TOKEN_LENGTH = 16
+
+
+def api_token(raw: Any) -> str | None:
+    """A bearer token, or None (empty: no token). Short tokens are guessed: refused."""
+    text = optional_text(raw)
+    if text is not None and len(text) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_TOKEN_LENGTH} characters (for instance: python3 -c "
+            '"import secrets; print(secrets.token_urlsafe(32))")'
+        )
+    return text
+
+
 def host(raw: Any) -> str:
     text = as_text(raw)
     if not text or any(ch.isspace() for ch in text):
@@ -144,6 +159,35 @@ def choice(*allowed: str) -> Callable[[Any], str]:
     return convert
 
 
+def masked_url(url: str) -> str:
+    """`url` with its password hidden, the user name kept: `postgresql://app:***@db/q`;
+    a `password` (or `sslpassword`, ...) query parameter's value is hidden too.
+
+    For any text, valid URL or not (it is what error messages show): the user part ends at
+    the last `@` before the query (a password may hold an unencoded `/` or `@`), or, for a
+    password with an unencoded `?`, at the last `@` at all; all after its first `:` is hidden.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    at = rest.partition("?")[0].rfind("@")
+    if at < 0 and ":" in rest.partition("?")[0]:
+        at = rest.rfind("@")
+    userinfo, tail = (rest[:at], rest[at:]) if at >= 0 else ("", rest)
+    user, colon, _ = userinfo.partition(":")
+    path, question, query = tail.partition("?")
+    if question:
+        query = "&".join(_masked_parameter(item) for item in query.split("&"))
+    return scheme + sep + user + (":***" if colon else "") + path + question + query
+
+
+def _masked_parameter(item: str) -> str:
+    key, equals, _ = item.partition("=")
+    if equals and "password" in urllib.parse.unquote(key).lower():
+        return f"{key}=***"
+    return item
+
+
 def database_url(raw: Any) -> str:
     text = as_text(raw)
     if not text.startswith(("sqlite:///", "postgresql://", "postgres://")) or text == "sqlite:///":
@@ -160,6 +204,17 @@ class Setting:
     convert: Callable[[Any], Any]
     help: str
     secret: bool = False
+    # Shows a value with what is secret in it hidden (e.g. a URL's password); for values
+    # wholly secret, `secret`.
+    mask: Callable[[str], str] | None = None
+
+    def shown(self, value: Any) -> Any:
+        """The value as logs and error messages may show it."""
+        if self.secret and value:
+            return "***"
+        if self.mask is not None and isinstance(value, str):
+            return self.mask(value)
+        return value
 
     @property
     def env(self) -> str:

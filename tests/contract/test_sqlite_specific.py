@@ -105,6 +105,61 @@ def test_open_creates_missing_parent_directories(opened, db_path):
     assert db_path.exists()
 
 
+# -- files for this user only --------------------------------------------------------------
+
+
+@pytest.fixture
+def usual_umask():
+    """The usual 022, under which files would be created 0644 and directories 0755."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_directory_is_0700_and_the_files_0600(opened, db_path, tmp_path, usual_umask):
+    existing = tmp_path / "srv"
+    existing.mkdir(mode=0o755)
+    nested = existing / "deep" / "er" / "workstream.db"
+    for path in (db_path, nested):
+        store = opened(SqliteStore(path))
+        insert(store, make_job(1))  # the -wal and -shm exist now
+        assert mode(path.parent) == 0o700
+        for name in ("", "-wal", "-shm", ".lock"):
+            assert mode(Path(f"{path}{name}")) == 0o600, name
+    assert mode(existing / "deep") == 0o700  # every directory the store made
+    assert mode(existing) == 0o755  # one that existed is the operator's
+
+
+def test_files_left_readable_by_an_older_version_are_tightened(opened, db_path, usual_umask):
+    store = opened()
+    insert(store, make_job(1))
+    store.close()
+    for name in ("", "-wal", "-shm", ".lock"):
+        if Path(f"{db_path}{name}").exists():
+            os.chmod(f"{db_path}{name}", 0o644)
+    opened()
+    for name in ("", ".lock"):
+        assert mode(Path(f"{db_path}{name}")) == 0o600, name
+    for name in ("-wal", "-shm"):
+        if Path(f"{db_path}{name}").exists():
+            assert mode(Path(f"{db_path}{name}")) == 0o600, name
+
+
+def test_a_symlink_at_the_lock_file_is_refused_not_followed(opened, db_path, tmp_path):
+    db_path.parent.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    Path(f"{db_path}.lock").symlink_to(victim)
+    with pytest.raises(StorageUnavailable, match="symbolic link"):
+        opened()
+    assert victim.read_text() == "precious"  # neither truncated nor written
+    assert not db_path.exists()
+
+
 # -- one process per database -----------------------------------------------------------
 
 

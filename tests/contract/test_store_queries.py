@@ -115,10 +115,11 @@ def test_claimed_jobs_are_no_longer_claimable(store, mixed):
 # -- next_run_at ------------------------------------------------------------------------
 
 
-def test_next_run_at_is_the_earliest_pending_job_not_yet_due(store, mixed):
+def test_next_run_at_is_the_earliest_job_not_yet_due_pending_or_awaiting_retry(store, mixed):
     with store.transaction() as tx:
         assert tx.next_run_at(NOW) == NOW + 0.001
-        assert tx.next_run_at(NOW + 0.001) == NOW + 60  # due exactly then: not "not yet due"
+        assert tx.next_run_at(NOW + 0.001) == NOW + 5  # retry_not_due
+        assert tx.next_run_at(NOW + 5) == NOW + 60  # due exactly then: not "not yet due"
         assert tx.next_run_at(NOW + 60) is None
 
 
@@ -126,9 +127,22 @@ def test_next_run_at_of_an_empty_store_is_none(store, jobs):
     with store.transaction() as tx:
         assert tx.next_run_at(NOW) is None
     jobs.add(run_at=NOW - 1)
-    jobs.add(FAILED, run_at=NOW + 10)
+    jobs.add(FAILED, run_at=NOW - 5)  # a retry due already: not "not yet due"
+    jobs.add(FAILED, run_at=None)  # failed for good
     with store.transaction() as tx:
         assert tx.next_run_at(NOW) is None
+
+
+def test_next_run_at_counts_a_failed_jobs_next_attempt(store, jobs):
+    jobs.add(FAILED, run_at=NOW + 10)
+    with store.transaction() as tx:
+        assert tx.next_run_at(NOW) == NOW + 10
+    jobs.add(run_at=NOW + 20)
+    jobs.add(FAILED, run_at=NOW + 5)
+    with store.transaction() as tx:
+        assert tx.next_run_at(NOW) == NOW + 5
+        assert tx.next_run_at(NOW + 5) == NOW + 10
+        assert tx.next_run_at(NOW + 10) == NOW + 20
 
 
 # -- due_retries ------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def test_migrate_creates_the_schema_once_and_serve_then_starts(workdir: Path) ->
         assert first.returncode == 0, first.stderr
         assert "schema is up to date" in first.stdout
         assert "not-a-secret" not in first.stdout + first.stderr
+        assert "postgresql://postgres:***@" in first.stdout  # the user name is kept
         again = run_workstream(workdir, "migrate", env=env)
         assert again.returncode == 0, again.stderr
         assert db.execute("SELECT version FROM schema_migrations") == [(1,)]

@@ -158,6 +158,23 @@ def test_cancel_and_manual_retry_obey_the_table(start_engine: EngineFactory) -> 
         engine.jobs.cancel(job.id)
 
 
+def test_after_a_manual_retry_a_handler_knows_its_attempt_within_the_new_budget(
+    start_engine: EngineFactory,
+) -> None:
+    seen: list[tuple[int, int, bool]] = []
+
+    def always_fails(payload: Any, job: Any) -> Any:
+        seen.append((job.attempt, job.attempt_in_budget, job.is_last_attempt))
+        raise RuntimeError("no")
+
+    engine, watcher = start_engine([Handler("fails", always_fails)])
+    [job] = engine.jobs.submit([JobSpec("fails", max_retries=1)]).jobs
+    watcher.wait_for(JOB_FAILED, final=True)
+    engine.jobs.retry(job.id)
+    watcher.wait_for(JOB_FAILED, 2, final=True)
+    assert seen == [(1, 1, False), (2, 2, True), (3, 1, False), (4, 2, True)]
+
+
 def test_a_delayed_job_starts_at_its_time_not_at_the_next_sweep(
     start_engine: EngineFactory,
 ) -> None:
@@ -166,6 +183,22 @@ def test_a_delayed_job_starts_at_its_time_not_at_the_next_sweep(
     watcher.wait_for(JOB_COMPLETED, timeout=10)
     done = engine.jobs.get(job.id)
     assert done.started_at is not None and done.started_at >= job.run_at
+
+
+def test_a_retry_starts_at_its_backoff_not_at_the_next_sweep(
+    start_engine: EngineFactory,
+) -> None:
+    flaky = Flaky(failures=1)
+    engine, watcher = start_engine(
+        [Handler("flaky", flaky)], sweeper_interval=600.0, retry_backoff=0.3
+    )
+    [job] = engine.jobs.submit([JobSpec("flaky")]).jobs
+    watcher.wait_for(JOB_COMPLETED, timeout=10)  # not 600 s: the sweep never came
+    [failed] = [event for event in watcher.events if event.kind == JOB_FAILED]
+    assert failed.run_at is not None and not failed.final
+    done = engine.jobs.get(job.id)
+    assert done.attempts == 2
+    assert done.started_at is not None and failed.run_at <= done.started_at < failed.run_at + 3
 
 
 def test_a_handler_raising_system_exit_fails_its_attempt_and_nothing_stops(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from workstream.config import SETTINGS, Settings, load_settings
+from workstream.converters import masked_url
 from workstream.errors import ConfigError
+from workstream.store import store_from_url
 from workstream.system import check_bind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,8 +112,10 @@ def test_flag_errors_name_the_flag() -> None:
 
 
 def test_secrets_never_appear_in_messages_or_descriptions() -> None:
-    settings = load_settings(env={"API_TOKEN": "s3cret-token", "SMTP_PASSWORD": "pw-123"})
-    assert settings.api_token == "s3cret-token"
+    settings = load_settings(
+        env={"API_TOKEN": "s3cret-token-0123456789", "SMTP_PASSWORD": "pw-123"}
+    )
+    assert settings.api_token == "s3cret-token-0123456789"
     assert "s3cret" not in repr(settings) and "pw-123" not in repr(settings)
     described = settings.described()
     assert described["api_token"] == "***" and described["smtp_password"] == "***"
@@ -154,3 +159,94 @@ def test_a_non_finite_duration_in_the_file_is_refused(tmp_path: Path, value: str
 def test_durations_outside_sane_bounds_are_refused(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings(env=env)
+
+
+# -- DATABASE_URL: the password is never shown, the user name is -----------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:hunter2@db:5432/q", "postgresql://app:***@db:5432/q"),
+        ("postgres://app@db/q", "postgres://app@db/q"),
+        ("postgresql://app:hun/ter2@db/q", "postgresql://app:***@db/q"),  # unencoded /
+        ("postgresql://app:hun@ter2@db/q", "postgresql://app:***@db/q"),  # unencoded @
+        ("postgresql://app:hun?ter2@db/q", "postgresql://app:***@db/q"),  # unencoded ?
+        (
+            "postgresql://db/q?user=app&password=hunter2&sslmode=require",
+            "postgresql://db/q?user=app&password=***&sslmode=require",
+        ),
+        ("postgresql://db/q?sslPassword=hunter2", "postgresql://db/q?sslPassword=***"),
+        ("postgresql://db/q?pass%77ord=hunter2", "postgresql://db/q?pass%77ord=***"),
+        ("sqlite:///data/workstream.db", "sqlite:///data/workstream.db"),
+    ],
+)
+def test_masked_url_hides_the_password_and_keeps_the_user(url: str, shown: str) -> None:
+    assert masked_url(url) == shown
+    assert "hunter2" not in masked_url(url) and "ter2" not in masked_url(url)
+
+
+def test_the_start_up_description_masks_the_database_password() -> None:
+    url = "postgresql://app:hunter2@db.example:5432/queue?password=hunter2"
+    described = load_settings(env={"DATABASE_URL": url}).described()
+    assert described["database_url"] == "postgresql://app:***@db.example:5432/queue?password=***"
+    assert "hunter2" not in json.dumps(described)
+
+
+@pytest.mark.parametrize("source", ["env", "flag", "file"])
+def test_an_invalid_database_url_is_echoed_masked(tmp_path: Path, source: str) -> None:
+    url = "mysql://app:hunter2@db.example/queue"
+    with pytest.raises(ConfigError) as caught:
+        if source == "env":
+            load_settings(env={"DATABASE_URL": url})
+        elif source == "flag":
+            load_settings(env={}, flags={"database_url": url})
+        else:
+            path = write(tmp_path / "ws.toml", f'database_url = "{url}"\n')
+            load_settings(env={}, config_file=path)
+    assert "hunter2" not in caught.value.message
+    assert "'mysql://app:***@db.example/queue'" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///data/ws.db?password=hunter2",
+        "sqlite://app:hunter2@db/ws",
+        "mysql://app:hunter2@db.example/queue",
+    ],
+)
+def test_store_errors_never_echo_the_whole_url(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        store_from_url(url)
+    assert "hunter2" not in caught.value.message
+    assert caught.value.message.startswith("DATABASE_URL: ")
+
+
+# -- API_TOKEN: long enough not to be guessed ------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["Q", "Z" * 15, "  short-token  "])
+def test_a_short_api_token_is_refused_naming_the_setting_without_the_value(token: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"API_TOKEN": token})
+    message = caught.value.message
+    assert message.startswith("invalid API_TOKEN = *** (environment): ")
+    assert "at least 16 characters" in message
+    assert token.strip() not in message
+
+
+def test_a_token_of_16_characters_is_accepted_and_an_empty_one_means_none() -> None:
+    assert load_settings(env={"API_TOKEN": "x" * 16}).api_token == "x" * 16
+    assert load_settings(env={"API_TOKEN": ""}).api_token is None
+
+
+def test_the_install_step_upgrades_setuptools_in_the_venv() -> None:
+    """`python -m venv` seeds an old setuptools (with known advisories) that nothing else
+    would upgrade: the Makefile's install step does."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("$(STAMP): pyproject.toml", 1)[1].split("\n\n", 1)[0]
+    upgrades = [
+        line for line in recipe.splitlines() if "pip install" in line and "--upgrade" in line
+    ]
+    assert any("setuptools" in line.split() for line in upgrades), recipe

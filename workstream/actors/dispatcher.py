@@ -9,7 +9,9 @@ Hand-out: the Dispatcher keeps the idle Workers. When some are idle and jobs may
 asks the Registry to claim as many jobs as there are idle Workers (one claim in flight at a
 time) and gives one to each. It learns that jobs may be due from job events (created,
 retried, recovered, released), from Workers going idle after a full claim, and from an
-alarm set with the Ticker for the earliest delayed job.
+alarm set with the Ticker for the earliest delayed job or retry: a `job_failed` event with
+runs left carries its `run_at`, and the claim made at that time re-queues the job (so a
+retry starts when RETRY_BACKOFF says, not at the next sweep).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from workstream.actors.registry_messages import Claim, Claimed, Release
 from workstream.actors.replies import Callback, answer
 from workstream.actors.worker_messages import Run
 from workstream.errors import ShuttingDown
-from workstream.jobs.events import JOB_CREATED, MAKES_WORK
+from workstream.jobs.events import JOB_FAILED, MAKES_WORK
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,9 @@ class Dispatcher(pykka.ThreadingActor):
         for event in message.events:
             if event.kind not in MAKES_WORK:
                 continue
-            if event.kind == JOB_CREATED and event.run_at is not None and event.run_at > now:
+            if event.kind == JOB_FAILED and (event.final or event.run_at is None):
+                continue  # failed for good: nothing more to run
+            if event.run_at is not None and event.run_at > now:
                 self._wake_at(event.run_at)
             else:
                 self._note_due()

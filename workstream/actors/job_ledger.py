@@ -120,15 +120,25 @@ class JobLedger:
 
     def _claim(self, command: Claim, tx: Transaction, batch: Batch) -> Claimed:
         now = batch.now
+        claimed = self._take(tx, batch, command.limit)
+        # A retry starts at its run_at, not at the next sweep: a claim with room left
+        # re-queues the failed jobs whose backoff is over, and takes them. (A full claim
+        # costs no extra query; while the queue stays full, the sweep re-queues them.)
+        room = command.limit - len(claimed)
+        if room > 0 and self._requeue_due(tx, batch, room)[1] > 0:
+            claimed += self._take(tx, batch, room)
+        next_run_at = tx.next_run_at(now) if len(claimed) < command.limit else None
+        return Claimed(claimed, next_run_at)
+
+    def _take(self, tx: Transaction, batch: Batch, limit: int) -> list[Job]:
         claimed = []
-        for job in tx.claimable(now, command.limit):
-            taken = states.claim(job, owner=self._owner, now=now, lease=self._lease)
+        for job in tx.claimable(batch.now, limit):
+            taken = states.claim(job, owner=self._owner, now=batch.now, lease=self._lease)
             if tx.update(taken, job):
                 claimed.append(taken)
                 self._running[taken.id] = taken
                 batch.claims.append((job, taken))
-        next_run_at = tx.next_run_at(now) if len(claimed) < command.limit else None
-        return Claimed(claimed, next_run_at)
+        return claimed
 
     def _finish(self, command: Finish, tx: Transaction, batch: Batch) -> None:
         outcome = command.outcome
@@ -240,10 +250,11 @@ class JobLedger:
         if not tx.update(job, expected):
             raise StorageUnavailable(f"job {job.id} changed during its own transaction")
 
-    def _sweep(self, command: Sweep, tx: Transaction, batch: Batch) -> Swept:
+    def _requeue_due(self, tx: Transaction, batch: Batch, limit: int) -> tuple[int, int]:
+        """Failed jobs whose backoff is over become pending: (found due, re-queued)."""
         now = batch.now
         requeued = 0
-        due = tx.due_retries(now, command.limit)
+        due = tx.due_retries(now, limit)
         for job in due:
             if job.id in self._abandoned:
                 continue  # its timed-out call still runs here: no second run beside it
@@ -253,6 +264,13 @@ class JobLedger:
                 batch.events.append(
                     JobEvent(JOB_RETRIED, job.id, job.type, job.attempts, now, reason="backoff")
                 )
+        return len(due), requeued
+
+    def _sweep(self, command: Sweep, tx: Transaction, batch: Batch) -> Swept:
+        now = batch.now
+        # Claims re-queue due retries themselves; this catches those no claim has taken
+        # yet (every worker busy), so that the API shows them pending.
+        due, requeued = self._requeue_due(tx, batch, command.limit)
         recovered = 0
         expired = tx.expired_leases(now, command.limit)
         for job in expired:
@@ -263,7 +281,7 @@ class JobLedger:
             recovered += self._recover_one(tx, batch, job, reason, "lease_expired")
         # Sweep again at once only if a full batch made progress (skipped jobs would
         # otherwise bring the same full batch back for ever).
-        more = (len(due) >= command.limit and requeued > 0) or (
+        more = (due >= command.limit and requeued > 0) or (
             len(expired) >= command.limit and recovered > 0
         )
         return Swept(requeued, recovered, more)

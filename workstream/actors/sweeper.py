@@ -1,8 +1,9 @@
-"""The Sweeper: on every tick, ask the Registry to requeue failed jobs whose backoff is over
-and to recover jobs whose lease expired. One sweep in flight at a time; a sweep that hit its
-batch limit is followed at once by another, so a large backlog drains in bounded
-transactions without waiting for the next tick.
-"""
+"""The Sweeper: on every tick, ask the Registry to recover jobs whose lease expired and to
+requeue failed jobs whose backoff is over. (A retry does not wait for this: the Dispatcher
+claims at its run_at and the claim requeues it; the sweep catches those no claim took yet,
+every worker being busy, so that they show as pending.) One sweep in flight at a time; a
+sweep that hit its batch limit is followed at once by another, so a large backlog drains
+in bounded transactions without waiting for the next tick."""
 
 from __future__ import annotations
 

@@ -78,9 +78,25 @@ def _os_error_text(exc: OSError) -> str:
     return "a file system error"
 
 
+def _make_private_dirs(directory: str) -> None:
+    """Create the outbox and its missing parents 0700: messages are for no other local user
+    (existing directories are the operator's: left as they are)."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(new, 0o700)
+
+
 def _write_atomically(outbox_dir: str, name: str, data: bytes) -> None:
-    os.makedirs(outbox_dir, exist_ok=True)
+    _make_private_dirs(outbox_dir)
     path = os.path.join(outbox_dir, name)
+    # mkstemp creates the file 0600, and the rename keeps that mode: the .eml is private.
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=outbox_dir)
     try:
         with os.fdopen(fd, "wb") as handle:

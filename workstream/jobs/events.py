@@ -21,8 +21,9 @@ JOB_CANCELLED = "job_cancelled"
 JOB_FENCED = "job_fenced"  # a late completion or failure was refused (lease lost)
 JOB_REJECTED = "job_rejected"  # a submission refused because the queue was full
 
-# Events after which jobs may be ready to claim.
-MAKES_WORK = frozenset({JOB_CREATED, JOB_RETRIED, JOB_RECOVERED, JOB_RELEASED})
+# Events after which jobs may be ready to claim, now or at the event's `run_at`: a job
+# failed with runs left is claimable again at its `run_at` (the claim re-queues it).
+MAKES_WORK = frozenset({JOB_CREATED, JOB_RETRIED, JOB_RECOVERED, JOB_RELEASED, JOB_FAILED})
 
 
 @dataclass(frozen=True, slots=True)

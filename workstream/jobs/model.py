@@ -99,14 +99,35 @@ _set = object.__setattr__  # how a frozen dataclass's own __init__ sets its fiel
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
-    """What a handler sees of its job: `handler(payload, job)`."""
+    """What a handler sees of its job: `handler(payload, job)`.
+
+    `attempt` counts every run of the job, across manual retries (as `attempts` in the API).
+    Each manual retry gives a fresh budget of 1 + `max_retries` runs: `attempt_in_budget`
+    counts within the current one (1, 2, ... and again from 1 after a manual retry), and
+    `is_last_attempt` says whether a failure now fails the job for good.
+    """
 
     id: str
     type: str
     attempt: int
     max_retries: int
     created_at: float
+    attempt_in_budget: int = 0  # 0: not given, the same as `attempt` (no manual retry)
+
+    def __post_init__(self) -> None:
+        if self.attempt_in_budget <= 0:
+            _set(self, "attempt_in_budget", self.attempt)
+
+    @property
+    def attempts_allowed(self) -> int:
+        """Runs the current budget allows: 1 + max_retries."""
+        return 1 + self.max_retries
+
+    @property
+    def is_last_attempt(self) -> bool:
+        """No run follows this one if it fails (until a person retries the job)."""
+        return self.attempt_in_budget >= self.attempts_allowed
 
     @classmethod
     def of(cls, job: Job) -> JobContext:
-        return cls(job.id, job.type, job.attempts, job.max_retries, job.created_at)
+        return cls(job.id, job.type, job.attempts, job.max_retries, job.created_at, job.runs_used)

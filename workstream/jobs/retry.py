@@ -21,7 +21,7 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait after failed attempt `failed_attempt` (1 = the first run failed).
 
-    A base of 0 means "retry at the next sweep": the delay is 0.
+    A base of 0 means "retry at once": the delay is 0.
     """
     if failed_attempt < 1:
         raise ValueError("failed_attempt starts at 1")

@@ -17,12 +17,14 @@ def sqlite_path(url: str) -> Path:
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise ConfigError(
-            f"DATABASE_URL: {url!r} is not a SQLite URL "
+            "DATABASE_URL: not a SQLite URL "
             "(use sqlite:///relative/path or sqlite:////absolute/path)"
         )
     rest = url[len(prefix) :]
     if "?" in rest or "#" in rest:
-        raise ConfigError(f"DATABASE_URL: {url!r}: query strings are not supported")
+        # The URL is not echoed: what follows `?` may be a password meant for another store.
+        shown = prefix + rest.partition("?")[0].partition("#")[0]
+        raise ConfigError(f"DATABASE_URL: {shown!r}: query strings are not supported")
     return Path(rest)
 
 
@@ -36,6 +38,7 @@ def store_from_url(url: str, *, busy_timeout: float = 5.0) -> Store:
         from workstream.store.postgres import PostgresStore
 
         return PostgresStore(url)
+    scheme = url.partition(":")[0] if ":" in url else "(none)"  # never the whole URL: a password
     raise ConfigError(
-        f"DATABASE_URL: {url!r} is not supported (use sqlite:///path or postgresql://...)"
+        f"DATABASE_URL: scheme {scheme!r} is not supported (use sqlite:///path or postgresql://...)"
     )

@@ -62,7 +62,8 @@ class Transaction(Protocol):
         transactions hold."""
 
     def next_run_at(self, now: float) -> float | None:
-        """The earliest `run_at` of a pending job that is not yet due."""
+        """The earliest `run_at` after `now` of a pending job (delayed) or of a failed job
+        (its next attempt): when a claim may next find work."""
 
     def due_retries(self, now: float, limit: int) -> list[Job]:
         """Failed jobs whose backoff is over (`run_at <= now`)."""

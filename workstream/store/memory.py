@@ -84,7 +84,7 @@ class MemoryTransaction:
         future = [
             job.run_at
             for job in self._all()
-            if job.status is PENDING and job.run_at is not None and job.run_at > now
+            if job.status in (PENDING, FAILED) and job.run_at is not None and job.run_at > now
         ]
         return min(future, default=None)
 

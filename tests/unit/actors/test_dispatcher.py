@@ -26,7 +26,7 @@ from workstream.actors.registry_messages import Claim, Claimed, Create, Release
 from workstream.actors.replies import Ticket
 from workstream.actors.worker_messages import Run
 from workstream.errors import ShuttingDown, StorageUnavailable
-from workstream.jobs.events import JOB_COMPLETED, JOB_CREATED, JobEvent
+from workstream.jobs.events import JOB_COMPLETED, JOB_CREATED, JOB_FAILED, JobEvent
 from workstream.jobs.spec import JobSpec
 
 
@@ -61,13 +61,26 @@ class ScriptedRegistry:
 
 
 class Scheduled:
+    """The Ticker's `at`, recorded: `ring(now)` calls the alarms due at `now` (once each),
+    as the Ticker would on that clock."""
+
     def __init__(self) -> None:
         self.calls: list[float] = []
+        self.pending: list[tuple[float, Any]] = []
         self.lock = threading.Lock()
 
     def __call__(self, when: float, fn: Any) -> None:
         with self.lock:
             self.calls.append(when)
+            self.pending.append((when, fn))
+
+    def ring(self, now: float) -> int:
+        with self.lock:
+            due = [fn for when, fn in self.pending if when <= now]
+            self.pending = [(when, fn) for when, fn in self.pending if when > now]
+        for fn in due:
+            fn()
+        return len(due)
 
 
 class Harness:
@@ -197,6 +210,56 @@ def test_a_delayed_job_sets_an_alarm_instead_of_a_claim(disp: Harness) -> None:
     disp.settle()
     assert len(disp.claims()) == 1
     assert later in disp.schedule.calls
+
+
+def failed(job_id: str, at: float, run_at: float | None, final: bool = False) -> JobEvents:
+    return JobEvents([JobEvent(JOB_FAILED, job_id, "echo", 1, at, run_at=run_at, final=final)])
+
+
+def test_a_failure_with_runs_left_sets_an_alarm_for_its_retry(disp: Harness) -> None:
+    disp.add_workers(1)
+    disp.settle()
+    retry_at = disp.clock.now + 1.0  # RETRY_BACKOFF, not SWEEPER_INTERVAL
+    disp.ref.tell(failed("f", disp.clock.now, retry_at))
+    disp.settle()
+    assert disp.schedule.calls == [retry_at]
+    assert len(disp.claims()) == 1  # not before its time
+
+
+def test_a_retry_due_already_is_claimed_at_once(disp: Harness) -> None:
+    disp.add_workers(1)
+    disp.settle()
+    disp.ref.tell(failed("f", disp.clock.now, disp.clock.now))  # RETRY_BACKOFF=0s
+    disp.settle()
+    assert len(disp.claims()) == 2
+    assert disp.schedule.calls == []
+
+
+def test_a_failure_for_good_wakes_nothing(disp: Harness) -> None:
+    disp.add_workers(1)
+    disp.settle()
+    disp.ref.tell(failed("f", disp.clock.now, None, final=True))
+    disp.settle()
+    assert len(disp.claims()) == 1
+    assert disp.schedule.calls == []
+
+
+def test_the_retry_alarm_claims_when_it_rings(disp: Harness) -> None:
+    """Failure at T, backoff 1 s, sweeper far away: nothing is claimed at T + 0.9 s, a
+    claim goes out when the clock reaches T + 1 s (and takes the job the Registry gives)."""
+    [worker] = disp.add_workers(1)
+    disp.settle()
+    retry_at = disp.clock.now + 1.0
+    disp.ref.tell(failed("f", disp.clock.now, retry_at))
+    disp.settle()
+    assert disp.schedule.ring(disp.clock.advance(0.9)) == 0
+    disp.settle()
+    assert len(disp.claims()) == 1
+    disp.script.script.append(Claimed([make_job("f", attempts=2)], None))
+    assert disp.schedule.ring(disp.clock.advance(0.1)) == 1
+    disp.settle()
+    assert len(disp.claims()) == 2
+    assert disp.runs(worker) == ["f"]
 
 
 def test_a_short_claim_sets_an_alarm_for_the_next_due_job(disp: Harness) -> None:

@@ -227,6 +227,52 @@ def test_a_failed_attempt_waits_for_its_backoff(book: Book) -> None:
     assert (event.kind, event.final, event.run_at) == (JOB_FAILED, False, T0 + 2)
 
 
+def test_a_claim_at_a_retrys_run_at_requeues_it_and_takes_it_without_a_sweep(
+    book: Book,
+) -> None:
+    book.create(JobSpec("echo"))
+    book.claim()
+    book.finish("job-1", error="ValueError: boom")  # runs again at T0 + 2
+    early = book.answer(Claim(5, NO_REPLY), now=T0 + 1.9)
+    assert early.jobs == [] and early.next_run_at == T0 + 2  # the Dispatcher's alarm
+    assert book.stored("job-1").status is JobStatus.FAILED
+    batch = book.run(Claim(5, NO_REPLY), now=T0 + 2)
+    [(_, claimed, _)] = batch.answers
+    [taken] = claimed.jobs
+    assert (taken.id, taken.status, taken.attempts) == ("job-1", JobStatus.PROCESSING, 2)
+    [event] = batch.events
+    assert (event.kind, event.reason, event.job_id) == (JOB_RETRIED, "backoff", "job-1")
+
+
+def test_a_claim_with_room_takes_due_retries_after_the_pending_jobs(book: Book) -> None:
+    book.create(JobSpec("echo"))
+    book.claim()
+    book.finish("job-1", error="ValueError: boom")  # due again at T0 + 2
+    book.create(JobSpec("echo"), JobSpec("echo"), now=T0 + 1)  # job-2, job-3
+    full = book.answer(Claim(2, NO_REPLY), now=T0 + 3)
+    assert [job.id for job in full.jobs] == ["job-2", "job-3"]
+    assert book.stored("job-1").status is JobStatus.FAILED  # a full claim looked no further
+    roomy = book.answer(Claim(2, NO_REPLY), now=T0 + 3)
+    assert [job.id for job in roomy.jobs] == ["job-1"]
+
+
+def test_a_claim_leaves_a_retry_whose_timed_out_call_runs_on(book: Book) -> None:
+    book.create(JobSpec("echo"))
+    book.claim()
+    book.finish("job-1", error="TimeoutError", abandoned=True)
+    assert book.answer(Claim(5, NO_REPLY), now=T0 + 60).jobs == []
+    assert book.stored("job-1").status is JobStatus.FAILED
+    book.run(AttemptEnded("job-1", 1), now=T0 + 60)
+    assert [job.id for job in book.answer(Claim(5, NO_REPLY), now=T0 + 60).jobs] == ["job-1"]
+
+
+def test_a_job_failed_for_good_is_no_next_run_at(book: Book) -> None:
+    book.create(JobSpec("echo", max_retries=0))
+    book.claim()
+    book.finish("job-1", error="ValueError: boom")
+    assert book.answer(Claim(5, NO_REPLY), now=T0 + 1000).next_run_at is None
+
+
 def test_an_outcome_from_another_owner_or_attempt_is_fenced(book: Book) -> None:
     book.create(JobSpec("echo"))
     book.claim()

@@ -247,6 +247,18 @@ def test_file_mode_writes_a_parseable_eml_with_crlf(tmp_path: Path) -> None:
     assert os.listdir(outbox) == [f"{JOB_ID}.eml"]  # no temporary file left behind
 
 
+def test_file_mode_keeps_the_outbox_and_its_files_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # the usual: files 0644 and directories 0755 unless asked
+    try:
+        outbox = tmp_path / "data" / "outbox"
+        result = file_handler(outbox).fn(PAYLOAD, job())
+    finally:
+        os.umask(old)
+    assert (outbox / result["file"]).stat().st_mode & 0o777 == 0o600
+    assert outbox.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+
+
 def test_file_mode_retry_rewrites_the_same_file(tmp_path: Path) -> None:
     handler = file_handler(tmp_path)
     first = handler.fn(PAYLOAD, job(attempt=1))

@@ -76,6 +76,21 @@ def test_public_view_renders_times_and_hides_internals():
 def test_job_context_is_what_a_handler_sees():
     job = make(attempts=2)
     assert JobContext.of(job) == JobContext(job.id, "echo", 2, 3, NOW)
+    assert JobContext.of(job).attempt_in_budget == 2
+
+
+@pytest.mark.parametrize(
+    ("attempts", "retry_base", "in_budget", "last"),
+    [(1, 0, 1, False), (3, 0, 3, False), (4, 0, 4, True), (5, 4, 1, False), (8, 4, 4, True)],
+)
+def test_job_context_counts_attempts_within_the_current_budget(
+    attempts: int, retry_base: int, in_budget: int, last: bool
+) -> None:
+    """max_retries 3: four runs per budget; a manual retry after attempt 4 starts a new one."""
+    context = JobContext.of(make(attempts=attempts, retry_base=retry_base))
+    assert context.attempt == attempts  # the lifetime count goes on, as in the API
+    assert (context.attempt_in_budget, context.is_last_attempt) == (in_budget, last)
+    assert context.attempts_allowed == 4
 
 
 def test_replace_returns_a_new_job():

@@ -78,7 +78,12 @@ SELECT {columns} FROM jobs WHERE status = 'pending' AND run_at <= %s
 ORDER BY run_at, seq LIMIT %s FOR UPDATE SKIP LOCKED;
 
 -- name: next_run_at
-SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at > %s;
+-- The next time a job becomes claimable: a delayed pending job, or a failed job's retry
+-- (the claim re-queues due retries). One min per partial index; LEAST skips a NULL.
+SELECT LEAST(
+    (SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at > %s),
+    (SELECT min(run_at) FROM jobs WHERE status = 'failed' AND run_at > %s)
+);
 
 -- name: due_retries
 SELECT {columns} FROM jobs WHERE status = 'failed' AND run_at <= %s

@@ -254,7 +254,7 @@ class PostgresTransaction:
         return self._many(SQL["claimable"], (now, limit))
 
     def next_run_at(self, now: float) -> float | None:
-        row = self._query(SQL["next_run_at"], (now,)).fetchone()
+        row = self._query(SQL["next_run_at"], (now, now)).fetchone()
         return None if row is None else row[0]
 
     def due_retries(self, now: float, limit: int) -> list[Job]:

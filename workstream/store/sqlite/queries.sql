@@ -62,7 +62,13 @@ SELECT {columns} FROM jobs WHERE status = 'pending' AND run_at <= ?
 ORDER BY run_at, seq LIMIT ?;
 
 -- name: next_run_at
-SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at > ?;
+-- The next time a job becomes claimable: a delayed pending job, or a failed job's retry
+-- (the claim re-queues due retries). Two index-only mins.
+SELECT min(at) FROM (
+    SELECT min(run_at) AS at FROM jobs WHERE status = 'pending' AND run_at > ?
+    UNION ALL
+    SELECT min(run_at) FROM jobs WHERE status = 'failed' AND run_at > ?
+);
 
 -- name: due_retries
 SELECT {columns} FROM jobs WHERE status = 'failed' AND run_at <= ? ORDER BY run_at LIMIT ?;

@@ -5,6 +5,11 @@ every write transaction under `BEGIN IMMEDIATE` with a busy timeout, and one wri
 connection owned by the Registry's thread. Readers get a connection per thread, so listing
 and detail reads run beside the writer. An exclusive `flock` on `<database>.lock` keeps a
 second server off the same file; the kernel drops it if the process dies.
+
+Payloads may carry downstream credentials, so nothing here is for other local users: a
+directory the store creates is 0700, and the database, its `-wal`/`-shm` and the lock file
+are 0600 (tightened at every open if they were made wider). The lock file is opened with
+`O_NOFOLLOW`: a symlink planted there is refused, never followed and truncated.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from workstream.store.sqlite.queries import SQL
 from workstream.store.sqlite.transaction import SqliteTransaction
 
 log = logging.getLogger(__package__)  # the package's logger: its name is in every log line
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+_SIDE_FILES = ("-wal", "-shm")  # SQLite's own: created with the database file's mode
 
 
 def _list_query(status: bool, job_type: bool) -> str:
@@ -62,9 +71,15 @@ class SqliteStore:
     # -- life cycle -------------------------------------------------------------------
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _make_private_dirs(self.path.parent)
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"cannot create the database directory {self.path.parent}: {exc.strerror}"
+            ) from exc
         self._take_lock()
         try:
+            self._make_private_files()
             self._writer = self._connect()
             self._writer.execute(SQL["journal_mode_wal"])
             self.migrate()
@@ -78,7 +93,13 @@ class SqliteStore:
     def _take_lock(self) -> None:
         # The real file's name: two paths to one file (a symlink) must meet at one lock.
         lock_path = Path(os.path.realpath(self.path) + ".lock")
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the store's life
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(lock_path, flags, PRIVATE_FILE)
+        except OSError as exc:
+            why = "it is a symbolic link" if os.path.islink(lock_path) else exc.strerror
+            raise StorageUnavailable(f"cannot open the lock file {lock_path}: {why}") from exc
+        handle = os.fdopen(fd, "r+")  # held for the store's life
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -89,11 +110,38 @@ class SqliteStore:
                 f"database {self.path} is in use by another WorkStream process "
                 f"(pid {holder}); stop it, or give this one another DATABASE_URL"
             ) from None
+        except BaseException:
+            handle.close()
+            raise
+        _tighten(fd, lock_path)
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_file = handle
+
+    def _make_private_files(self) -> None:
+        """The database file made (or tightened) 0600 before SQLite opens it: SQLite gives
+        its `-wal` and `-shm` the database file's mode when it creates them; existing ones
+        are tightened here. Called with the lock held: no other store uses these files."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot open the database: {exc.strerror}") from exc
+        try:
+            _tighten(fd, self.path)
+        finally:
+            os.close(fd)
+        for suffix in _SIDE_FILES:
+            side = os.path.realpath(self.path) + suffix
+            try:
+                fd = os.open(side, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue  # none yet (SQLite creates it 0600), or not a file to touch
+            try:
+                _tighten(fd, Path(side))
+            finally:
+                os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -221,3 +269,29 @@ class SqliteStore:
 
     def ping(self) -> None:
         self._read(SQL["ping"], ())
+
+
+def _tighten(fd: int, path: Path) -> None:
+    """Make an open file 0600. A file this user does not own cannot be changed: say so and
+    go on (its mode is its owner's choice)."""
+    try:
+        if os.fstat(fd).st_mode & 0o777 != PRIVATE_FILE:
+            os.fchmod(fd, PRIVATE_FILE)
+    except OSError as exc:
+        log.warning(
+            "cannot make %s private (0600): %s",
+            path,
+            exc.strerror,
+            extra={"event": "file_mode_unchanged"},
+        )
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create `directory` and its missing parents, each 0700 (existing ones are the
+    operator's: left as they are)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(mode=PRIVATE_DIR, exist_ok=True)

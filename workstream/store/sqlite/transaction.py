@@ -53,7 +53,7 @@ class SqliteTransaction:
         return self._many(SQL["claimable"], (now, limit))
 
     def next_run_at(self, now: float) -> float | None:
-        row = self._conn.execute(SQL["next_run_at"], (now,)).fetchone()
+        row = self._conn.execute(SQL["next_run_at"], (now, now)).fetchone()
         return row[0]
 
     def due_retries(self, now: float, limit: int) -> list[Job]:
