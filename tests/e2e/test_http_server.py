@@ -45,7 +45,7 @@ def test_every_log_line_is_one_json_object(start_server: StartServer) -> None:
 def test_an_api_token_guards_every_route_but_health_and_is_never_logged(
     start_server: StartServer,
 ) -> None:
-    token = "tok-e2e-5f1c9a"
+    token = "tok-e2e-5f1c9a-0b7d"
     server = start_server(env={"API_TOKEN": token})
     assert server.request("GET", "/health")[0] == 200
     status, headers, body = server.request("GET", "/jobs")
