@@ -221,8 +221,15 @@ class System:
             if extension.context is not None
             for route in extension.context.routes
         ]
-        app = create_app(self.jobs, api_token=self.settings.api_token, routes=routes)
         settings = self.settings
+        app = create_app(
+            self.jobs,
+            api_token=settings.api_token,
+            routes=routes,
+            on_auth_failure=self.metrics.auth_failures.inc,
+            host=settings.host,
+            clock=self.clock,
+        )
         self.http = HttpServer(
             app,
             host=settings.host,

@@ -16,12 +16,14 @@ fuzzer checking status codes against the document finds them there.
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from workstream.http import openapi_components as components
 from workstream.http.body import MAX_BODY_BYTES, MAX_NESTING
-from workstream.http.openapi_components import CURSOR_PATTERN, Schema, ref
-from workstream.http.query import DEFAULT_LIMIT, MAX_LIMIT
+from workstream.http.openapi_components import Schema, ref
+from workstream.http.query import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from workstream.jobs.limits import MAX_TYPE_LENGTH
 from workstream.jobs.model import JobStatus
 
@@ -35,8 +37,8 @@ most {MAX_BODY_BYTES} bytes, nested at most {MAX_NESTING} levels. Every error bo
 `{{"error": "<message>", "code": "<code>"}}`; 5xx errors add `request_id`, also sent as
 the `X-Request-Id` header of every response and written to the server log.
 
-When the server is configured with an API token, every operation except `GET /health`
-requires `Authorization: Bearer <token>` and answers 401 without it. Without a token, no
+When the server is configured with an API token, every operation except `/health` (GET
+and HEAD) requires `Authorization: Bearer <token>` and answers 401 without it. Without a token, no
 authentication is needed.
 
 Before routing, the HTTP server itself may refuse any request with 400 (malformed HTTP,
@@ -134,7 +136,7 @@ def _list_parameters() -> list[Schema]:
             "name": "cursor",
             "in": "query",
             "description": "opaque; copy it from the Link header of the previous page",
-            "schema": {"type": "string", "maxLength": 64, "pattern": CURSOR_PATTERN},
+            "schema": {"type": "string", "pattern": CURSOR_PATTERN},
         },
     ]
 
@@ -146,8 +148,25 @@ def _json_body(schema_name: str, required: bool = True) -> Schema:
     }
 
 
-def _job_action(summary: str, conflict: str) -> Schema:
+# From a job in a response to the operations on it: stateful testing follows these.
+def _job_links(pointer: str) -> Schema:
     return {
+        name: {"operationId": operation, "parameters": {"job_id": f"$response.body#{pointer}"}}
+        for name, operation in (
+            ("GetJob", "getJob"),
+            ("CancelJob", "cancelJob"),
+            ("RetryJob", "retryJob"),
+        )
+    }
+
+
+def _with_links(response: Schema, pointer: str) -> Schema:
+    return {**response, "links": _job_links(pointer)}
+
+
+def _job_action(operation_id: str, summary: str, conflict: str) -> Schema:
+    return {
+        "operationId": operation_id,
         "summary": summary,
         "parameters": [{"$ref": "#/components/parameters/JobId"}],
         "requestBody": _json_body("NoInput", required=False),
@@ -169,16 +188,22 @@ def _paths() -> dict[str, Schema]:
     return {
         "/jobs": {
             "post": {
+                "operationId": "submitJob",
                 "summary": "Submit a job",
                 "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
                 "requestBody": _json_body("JobSubmission"),
                 "responses": {
-                    "200": _response(
-                        "an Idempotency-Key repeat: the job first stored",
-                        ref("Job"),
-                        ("Location",),
+                    "200": _with_links(
+                        _response(
+                            "an Idempotency-Key repeat: the job first stored",
+                            ref("Job"),
+                            ("Location",),
+                        ),
+                        "/id",
                     ),
-                    "201": _response("the job, stored", ref("Job"), ("Location",)),
+                    "201": _with_links(
+                        _response("the job, stored", ref("Job"), ("Location",)), "/id"
+                    ),
                     "400": _BAD_BODY,
                     "401": _UNAUTHORIZED,
                     "409": _error("the Idempotency-Key was used with another body"),
@@ -191,6 +216,7 @@ def _paths() -> dict[str, Schema]:
                 },
             },
             "get": {
+                "operationId": "listJobs",
                 "summary": "List jobs, oldest first",
                 "parameters": _list_parameters(),
                 "responses": {
@@ -207,10 +233,13 @@ def _paths() -> dict[str, Schema]:
         },
         "/jobs/batch": {
             "post": {
+                "operationId": "submitBatch",
                 "summary": "Submit many jobs, all or none",
                 "requestBody": _json_body("BatchSubmission"),
                 "responses": {
-                    "201": _response("the jobs, stored, in order", ref("JobList")),
+                    "201": _with_links(
+                        _response("the jobs, stored, in order", ref("JobList")), "/0/id"
+                    ),
                     "400": _error(
                         "invalid JSON, a bad job (the message names `jobs[i]`), or an "
                         "Idempotency-Key header (supported on POST /jobs only)"
@@ -227,6 +256,7 @@ def _paths() -> dict[str, Schema]:
         },
         "/jobs/{job_id}": {
             "get": {
+                "operationId": "getJob",
                 "summary": "One job",
                 "parameters": [{"$ref": "#/components/parameters/JobId"}],
                 "responses": {
@@ -240,18 +270,21 @@ def _paths() -> dict[str, Schema]:
         },
         "/jobs/{job_id}/cancel": {
             "post": _job_action(
+                "cancelJob",
                 "Cancel a pending or failed job",
                 "the job is not pending or failed (`invalid_state`)",
             )
         },
         "/jobs/{job_id}/retry": {
             "post": _job_action(
+                "retryJob",
                 "Re-queue a job that failed for good, with a fresh budget of runs",
                 "the job has not failed for good (`invalid_state`)",
             )
         },
         "/metrics": {
             "get": {
+                "operationId": "getMetrics",
                 "summary": "Metrics: Prometheus text, or JSON with Accept: application/json",
                 "responses": {
                     "200": {
@@ -270,6 +303,7 @@ def _paths() -> dict[str, Schema]:
         },
         "/health": {
             "get": {
+                "operationId": "getHealth",
                 "summary": "Health; needs no token",
                 "security": [],
                 "responses": {
@@ -280,10 +314,23 @@ def _paths() -> dict[str, Schema]:
                         {"anyOf": [ref("Health"), ref("ServerError")]},
                     ),
                 },
-            }
+            },
+            "head": {
+                "operationId": "headHealth",
+                "summary": "Health as GET answers it, without the body; needs no token",
+                "security": [],
+                "responses": {
+                    "200": _response("healthy"),
+                    "500": _response("internal error"),
+                    "503": _response(
+                        "shutting down, a core part is down, or storage is unreachable"
+                    ),
+                },
+            },
         },
         "/openapi.json": {
             "get": {
+                "operationId": "getOpenApi",
                 "summary": "This document",
                 "responses": {
                     "200": _response("the OpenAPI description", {"type": "object"}),
@@ -295,23 +342,26 @@ def _paths() -> dict[str, Schema]:
     }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(job_types: Sequence[str], *, now: float | None = None) -> dict[str, Any]:
     """A fresh copy of the document: the response objects above are shared between
-    operations, and a caller that edits its copy must not change anyone else's."""
+    operations, and a caller that edits its copy must not change anyone else's.
+
+    `job_types` are the registered types (the submission schema lists them); `now` is when
+    the server starts (the bound of `run_at` is computed from it; see openapi_patterns)."""
     document = {
         "openapi": "3.0.3",
         "info": {"title": "WorkStream", "version": API_VERSION, "description": _DESCRIPTION},
         "security": [{"bearerAuth": []}, {}],
         "paths": _with_transport_errors(_paths()),
         "components": {
-            "schemas": components.schemas(),
+            "schemas": components.schemas(job_types, time.time() if now is None else now),
             "headers": components.headers(),
             "parameters": components.parameters(),
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "required on every operation but GET /health when the "
+                    "description": "required on every operation but /health when the "
                     "server is configured with API_TOKEN; not used otherwise",
                 }
             },
