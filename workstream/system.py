@@ -8,8 +8,9 @@ order -> the HTTP port. Stop, on SIGTERM or SIGINT: refuse new jobs (503; `/heal
 answers 503 `shutting_down`, and every response now closes its connection, but the port
 stays open) -> drain running jobs, give back what still runs -> stop the HTTP server
 (idle keep-alive connections at once, requests being answered within 5 s) -> stop the
-extensions' actors, in reverse order -> stop the core actors -> close the store -> exit 0. A second signal during the drain exits at once; what was running is recovered
-at the next start.
+extensions' actors, in reverse order -> stop the core actors -> close the store -> exit 0.
+A second signal during the drain exits at once; what was running is recovered at the next
+start.
 """
 
 from __future__ import annotations
