@@ -16,6 +16,10 @@ reading its answer. So, when no token is configured:
   must come from this server's own origin, `http://` or `https://` followed by the request's
   `Host`. `Origin: null` (sandboxed frames, local files) is refused too.
 
+`/health` (GET, HEAD) is exempt: it is open even with a token, it changes nothing and
+tells nothing a page could use, and load balancers and orchestrators probe it under
+whatever name or address they know the server by.
+
 Both refusals are 403 `forbidden` with the JSON error body. With a token none of this
 applies: a browser cannot send the token cross-origin without a preflight, which the API
 refuses (OPTIONS is 405), and a rebinding page does not know the token.
@@ -29,6 +33,7 @@ import re
 import falcon
 
 from workstream.errors import WorkStreamError
+from workstream.http.middleware import OPEN_ROUTES
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -78,6 +83,8 @@ class HostCheckMiddleware:
         return name in self._names or (self._wildcard and _is_ip(name))
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if (req.method, req.path) in OPEN_ROUTES:
+            return  # health probes name the server as they like; it tells nothing anyway
         host = req.get_header("Host")
         if host is not None and not self.host_allowed(host):
             raise Forbidden(

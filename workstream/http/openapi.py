@@ -41,6 +41,10 @@ When the server is configured with an API token, every operation except `/health
 and HEAD) requires `Authorization: Bearer <token>` and answers 401 without it. Without a token, no
 authentication is needed.
 
+Without a token, requests must be addressed to this server: `Host` must be its configured
+HOST, `localhost`, `127.0.0.1` or `[::1]`, and a request that changes state must not carry
+an `Origin` other than the server's own; otherwise 403 `forbidden` (DNS rebinding).
+
 Before routing, the HTTP server itself may refuse any request with 400 (malformed HTTP,
 or a transfer coding other than chunked), 413 (body over the limit) or 431 (headers over
 64 KiB), with the same Error body. OPTIONS is not served (405).
@@ -96,8 +100,18 @@ _MALFORMED_HTTP = _error(
     "malformed HTTP, or a transfer coding other than chunked (`invalid_request`)"
 )
 _HEADERS_TOO_LARGE = _error("request headers over 64 KiB (`headers_too_large`)")
-# What the HTTP server may answer on any operation before routing (see the module doc).
-_TRANSPORT = {"400": _MALFORMED_HTTP, "413": _TOO_LARGE, "431": _HEADERS_TOO_LARGE}
+_FOREIGN = _error(
+    "only without an API token: the Host is not this server's name or a loopback address, "
+    "or a request that changes state comes from another Origin (`forbidden`)"
+)
+# What the HTTP server may answer on any operation before routing (see the module doc),
+# and the refusals of requests addressed to another name (DNS rebinding).
+_TRANSPORT = {
+    "400": _MALFORMED_HTTP,
+    "403": _FOREIGN,
+    "413": _TOO_LARGE,
+    "431": _HEADERS_TOO_LARGE,
+}
 
 
 def _with_transport_errors(paths: dict[str, Schema]) -> dict[str, Schema]:

@@ -121,3 +121,12 @@ def test_reads_are_served_whatever_the_origin(client):
 
     assert client.simulate_get("/jobs", headers=headers).status_code == 200
     assert client.simulate_get("/health", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_health_answers_whatever_the_host(client, method):
+    # Probes name the server as they know it; /health changes and reveals nothing.
+    result = client.simulate_request(method, "/health", headers={"Host": "10.1.2.3:8080"})
+
+    assert result.status_code == 200
+    assert client.simulate_post("/health", headers={"Host": "evil.example"}).status_code == 403
