@@ -157,6 +157,11 @@ class Metrics:
             "Completions or failures refused because the attempt no longer held the job.",
             registry=r,
         )
+        self.auth_failures = Counter(
+            "workstream_auth_failures",
+            "Requests refused for a missing or wrong API token (401).",
+            registry=r,
+        )
         self.queue_wait = Histogram(
             "workstream_job_queue_wait_seconds",
             "From due to started.",

@@ -5,11 +5,12 @@ Start: import the extension modules (a typo costs nothing yet) -> handlers (buil
 then JOB_HANDLERS) and WORKER_MIDDLEWARE -> open the store (lock, migrate) -> the actors
 (Registry, Dispatcher with hand-out held, Workers, Sweeper, Ticker) -> each extension's
 setup, in order -> recovery of what an earlier run left `processing`, and hand-out begins
--> the HTTP port. Stop, on SIGTERM or SIGINT: refuse new jobs (503) -> stop the HTTP
-server (closing keep-alive connections) -> drain running jobs, give back what still runs
--> stop the extensions' actors, in reverse order -> stop the core actors -> close the store
--> exit 0. A second signal during the drain exits at once; what was running is recovered
-at the next start.
+-> the HTTP port. Stop, on SIGTERM or SIGINT: refuse new jobs (503; `/health` answers 503
+`shutting_down`, and every response now closes its connection, but the port stays open)
+-> drain running jobs, give back what still runs -> stop the HTTP server (idle keep-alive
+connections at once, requests being answered within 5 s) -> stop the extensions' actors,
+in reverse order -> stop the core actors -> close the store -> exit 0. A second signal
+during the drain exits at once; what was running is recovered at the next start.
 """
 
 from __future__ import annotations
@@ -223,8 +224,15 @@ class System:
             if extension.context is not None
             for route in extension.context.routes
         ]
-        app = create_app(self.jobs, api_token=self.settings.api_token, routes=routes)
         settings = self.settings
+        app = create_app(
+            self.jobs,
+            api_token=settings.api_token,
+            routes=routes,
+            on_auth_failure=self.metrics.auth_failures.inc,
+            host=settings.host,
+            clock=self.clock,
+        )
         self.http = HttpServer(
             app,
             host=settings.host,
@@ -259,11 +267,13 @@ class System:
             return ShutdownSummary(0, 0, 0, True, 0.0)
         self._stopped = True
         if self.http is not None:
-            self.http.stop(timeout=HTTP_DRAIN_SECONDS)
-            self.http = None
+            # Still listening while jobs drain: /health says 503 shutting_down (SPEC 4),
+            # submissions get 503, and no client keeps its connection.
+            self.http.close_after_each_response()
         try:
-            summary = self.actors.stop(before_actors_stop=self._stop_extensions)
+            summary = self.actors.stop(before_actors_stop=self._stop_http_and_extensions)
         finally:
+            self._stop_http()  # if the drain failed before reaching it
             self.store.close()
         log.info(
             "shutdown complete",
@@ -276,6 +286,19 @@ class System:
             },
         )
         return summary
+
+    def _stop_http(self) -> None:
+        if self.http is not None:
+            self.http.stop(timeout=HTTP_DRAIN_SECONDS)
+            self.http = None
+
+    def _stop_http_and_extensions(self) -> None:
+        """After the running jobs drained, before the actors stop: no request reaches an
+        actor or the store after this."""
+        try:
+            self._stop_http()
+        finally:
+            self._stop_extensions()
 
     def _stop_extensions(self) -> None:
         for extension in reversed(self.extensions):

@@ -55,9 +55,47 @@ def test_an_api_token_guards_every_route_but_health_and_is_never_logged(
     auth = {"Authorization": f"Bearer {token}"}
     assert server.request("POST", "/jobs", {"type": "echo"}, headers=auth)[0] == 201
     assert server.request("GET", "/metrics", headers=auth)[0] == 200
+    head = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    head.request("HEAD", "/health")  # as open as GET
+    assert head.getresponse().status == 200
+    head.close()
     server.signal(signal.SIGTERM)
     assert server.wait(15) == 0
     assert not any(token in line for line in server.lines)
+
+
+def test_failed_authentications_are_logged_and_counted(start_server: StartServer) -> None:
+    token = "tok-e2e-5f1c9a-counted"
+    server = start_server(env={"API_TOKEN": token})
+    auth = {"Authorization": f"Bearer {token}"}
+    assert server.request("GET", "/jobs")[0] == 401
+    assert (
+        server.request("POST", "/jobs", {"type": "echo"}, {"Authorization": "Bearer no"})[0] == 401
+    )
+
+    _, _, text = server.request("GET", "/metrics", headers=auth)
+
+    assert "workstream_auth_failures_total{" in text
+    (sample,) = [
+        line for line in text.splitlines() if line.startswith("workstream_auth_failures_total")
+    ]
+    assert sample.endswith(" 2.0")
+    refused = server.wait_for_log("auth_failed", timeout=5, method="POST", path="/jobs")
+    assert refused["reason"] == "wrong token"
+
+
+def test_without_a_token_a_rebinding_host_or_a_foreign_origin_is_refused(
+    start_server: StartServer,
+) -> None:
+    server = start_server()
+    job = {"type": "echo"}
+    status, _, body = server.request("POST", "/jobs", job, {"Host": "rebind.attacker.example"})
+    assert (status, body["code"]) == (403, "forbidden")
+    status, _, body = server.request("POST", "/jobs", job, {"Origin": "http://attacker.example"})
+    assert (status, body["code"]) == (403, "forbidden")
+    assert server.request("POST", "/jobs", job, {"Host": f"localhost:{server.port}"})[0] == 201
+    _, _, jobs = server.request("GET", "/jobs")
+    assert len(jobs) == 1
 
 
 def test_a_public_bind_without_a_token_is_refused(workdir: Path) -> None:

@@ -70,6 +70,29 @@ def test_sigterm_drains_running_jobs_and_exits_zero(
     assert {statuses(workdir)[job_id] for job_id in ids} == {"completed"}
 
 
+def test_health_answers_503_shutting_down_while_running_jobs_drain(
+    start_server: StartServer, workdir: Path
+) -> None:
+    # SPEC 4: /health is 503 {"status": "shutting_down"} while draining -- not a refused
+    # connection: the port stays open until the running jobs are done.
+    server = start_server(env={**PROBES, "PROBE_LEDGER": str(workdir / "ledger")})
+    job = submit(server, "probe", {"sleep": 3})
+    wait_until(lambda: ledger(workdir / "ledger"), 20, "the job to start")
+    server.signal(signal.SIGTERM)
+    server.wait_for_log("shutdown_started", timeout=5)
+
+    status, headers, body = server.request("GET", "/health")
+    assert (status, body["status"]) == (503, "shutting_down")
+    assert headers.get("Connection") == "close"  # no client keeps a connection
+    status, _, body = server.request("POST", "/jobs", {"type": "echo"})
+    assert (status, body["code"]) == (503, "shutting_down")
+    assert server.request("GET", f"/jobs/{job['id']}")[0] == 200  # reads still work
+
+    assert server.wait(30) == 0
+    assert statuses(workdir)[job["id"]] == "completed"
+    assert server.wait_for_log("shutdown_complete", timeout=1)["finished_during_drain"] == 1
+
+
 def test_sigterm_returns_jobs_past_the_timeout_to_pending_uncounted(
     start_server: StartServer, workdir: Path
 ) -> None:

@@ -24,7 +24,7 @@ from tests.reliability.harness import Harness, report
 
 ONE_MIB = 1_048_576
 MAX_HEADER_BYTES = 64 * 1024  # workstream.http.server.MAX_HEADER_BYTES
-SUBMIT = b"POST /jobs HTTP/1.1\r\nHost: x\r\n"
+SUBMIT = b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
 @pytest.fixture(scope="module")

@@ -188,7 +188,7 @@ def _send_on(sock: socket.socket, seq: str) -> tuple[int | None, str | None, flo
     started = time.monotonic()
     try:
         sock.sendall(
-            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
             + body
         )

@@ -35,15 +35,15 @@ class Attackers:
         self.opened = 0
         self._stop = threading.Event()
         for _ in range(slowloris):
-            self._open("loris", b"POST /jobs HTTP/1.1\r\nHost: x\r\n")
+            self._open("loris", b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         for _ in range(slow_bodies):
             self._open(
                 "body",
-                b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 100000\r\n\r\n{",
             )
         for _ in range(idle):
-            self._open("idle", b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            self._open("idle", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         self._thread = threading.Thread(target=self._feed, daemon=True)
         self._thread.start()
 

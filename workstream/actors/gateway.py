@@ -151,6 +151,9 @@ class Gateway:
         except (ServiceBusy, ShuttingDown):
             return None
 
+    def job_types(self) -> list[str]:
+        return self._system.handlers.types()
+
     def health(self) -> Health:
         system = self._system
         if system.draining.is_set():

@@ -6,13 +6,19 @@ needs; everything else (threads, limits of the server) belongs to `server.py`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import falcon
 
 from workstream.http.body import MAX_BODY_BYTES
 from workstream.http.errors import register_error_handlers
-from workstream.http.middleware import RequestIdMiddleware, TokenAuthMiddleware
+from workstream.http.hosts import HostCheckMiddleware
+from workstream.http.middleware import (
+    AuthFailureHook,
+    RequestIdMiddleware,
+    TokenAuthMiddleware,
+)
 from workstream.http.openapi import openapi_document
 from workstream.http.resources import (
     HealthResource,
@@ -32,17 +38,27 @@ def create_app(
     api_token: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     routes: Sequence[tuple[str, object]] = (),
+    on_auth_failure: AuthFailureHook | None = None,
+    host: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> falcon.App:
     """The WSGI application of the API in SPEC section 4.
 
-    With `api_token`, every route but `GET /health` requires `Authorization: Bearer
-    <api_token>`. `max_body_bytes` bounds request bodies (413 past it). `routes` are
-    extensions' resources (under `/ext/<name>`), served with the same middleware and
-    error handling as the API.
+    With `api_token`, every route but `/health` (GET, HEAD) requires `Authorization:
+    Bearer <api_token>`; each refusal is logged and reported to `on_auth_failure`.
+    Without it, only requests addressed to this machine are served (`Host` must be
+    `host`, localhost or a loopback address, and a state-changing request's `Origin`, if
+    any, one of them too), so that a web page cannot reach the API through DNS rebinding
+    (see `HostCheckMiddleware`). `max_body_bytes` bounds request bodies (413 past it).
+    `routes` are extensions' resources (under `/ext/<name>`), served with the same
+    middleware and error handling as the API. `clock` dates the API description (the
+    bound of `run_at`).
     """
     middleware: list[object] = [RequestIdMiddleware()]
     if api_token:
-        middleware.append(TokenAuthMiddleware(api_token))
+        middleware.append(TokenAuthMiddleware(api_token, on_failure=on_auth_failure))
+    else:
+        middleware.append(HostCheckMiddleware(host))
     app = falcon.App(middleware=middleware)
     register_error_handlers(app)
 
@@ -57,7 +73,8 @@ def create_app(
     )
     app.add_route("/metrics", MetricsResource(service))
     app.add_route("/health", HealthResource(service))
-    app.add_route("/openapi.json", OpenApiResource(openapi_document()))
+    document = openapi_document(service.job_types(), now=clock())
+    app.add_route("/openapi.json", OpenApiResource(document))
     for path, resource in routes:
         app.add_route(path, resource)
     return app

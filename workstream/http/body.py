@@ -7,7 +7,9 @@ accepts NaN, Infinity and lone surrogates. Here every step has a bound:
 2. a declared Content-Length over the limit is refused before reading (413), and at most
    limit + 1 bytes are read, which also bounds bodies of unknown length (413);
 3. the bytes must be strict UTF-8, and valid JSON without NaN, Infinity, numbers that
-   overflow to infinity or integers too long to convert cheaply (400 `invalid_json`);
+   overflow to infinity, integers too long to convert cheaply, or a key repeated within
+   one object (400 `invalid_json`: parsers disagree on which of two values wins, so a
+   proxy or a client library may have checked a different one than the server keeps);
 4. the parsed value is walked without recursion: nesting deeper than `MAX_NESTING` and
    strings or keys holding lone surrogates (not encodable as UTF-8, so not storable) are
    refused (400 `invalid_json`).
@@ -120,6 +122,7 @@ def parse_json(raw: bytes) -> Any:
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
             parse_int=_bounded_int,
+            object_pairs_hook=_unique_keys,
         )
     except RecursionError:
         raise InvalidJson(_too_deep_message()) from None
@@ -133,6 +136,17 @@ def _describe(exc: ValueError) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     return str(exc)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {_clip(key)!r} appears twice in one object")
+            seen.add(key)
+    return value
 
 
 def _refuse_constant(name: str) -> Any:

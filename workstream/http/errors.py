@@ -44,6 +44,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_payload": 400,
     "invalid_cursor": 400,
     "unauthorized": 401,
+    "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "invalid_state": 409,

@@ -16,12 +16,14 @@ fuzzer checking status codes against the document finds them there.
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from workstream.http import openapi_components as components
 from workstream.http.body import MAX_BODY_BYTES, MAX_NESTING
-from workstream.http.openapi_components import CURSOR_PATTERN, Schema, ref
-from workstream.http.query import DEFAULT_LIMIT, MAX_LIMIT
+from workstream.http.openapi_components import Schema, ref
+from workstream.http.query import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from workstream.jobs.limits import MAX_TYPE_LENGTH
 from workstream.jobs.model import JobStatus
 
@@ -35,9 +37,13 @@ most {MAX_BODY_BYTES} bytes, nested at most {MAX_NESTING} levels. Every error bo
 `{{"error": "<message>", "code": "<code>"}}`; 5xx errors add `request_id`, also sent as
 the `X-Request-Id` header of every response and written to the server log.
 
-When the server is configured with an API token, every operation except `GET /health`
-requires `Authorization: Bearer <token>` and answers 401 without it. Without a token, no
+When the server is configured with an API token, every operation except `/health` (GET
+and HEAD) requires `Authorization: Bearer <token>` and answers 401 without it. Without a token, no
 authentication is needed.
+
+Without a token, requests must be addressed to this server: `Host` must be its configured
+HOST, `localhost`, `127.0.0.1` or `[::1]`, and a request that changes state must not carry
+an `Origin` other than the server's own; otherwise 403 `forbidden` (DNS rebinding).
 
 Before routing, the HTTP server itself may refuse any request with 400 (malformed HTTP,
 or a transfer coding other than chunked), 413 (body over the limit) or 431 (headers over
@@ -94,8 +100,18 @@ _MALFORMED_HTTP = _error(
     "malformed HTTP, or a transfer coding other than chunked (`invalid_request`)"
 )
 _HEADERS_TOO_LARGE = _error("request headers over 64 KiB (`headers_too_large`)")
-# What the HTTP server may answer on any operation before routing (see the module doc).
-_TRANSPORT = {"400": _MALFORMED_HTTP, "413": _TOO_LARGE, "431": _HEADERS_TOO_LARGE}
+_FOREIGN = _error(
+    "only without an API token: the Host is not this server's name or a loopback address, "
+    "or a request that changes state comes from another Origin (`forbidden`)"
+)
+# What the HTTP server may answer on any operation before routing (see the module doc),
+# and the refusals of requests addressed to another name (DNS rebinding).
+_TRANSPORT = {
+    "400": _MALFORMED_HTTP,
+    "403": _FOREIGN,
+    "413": _TOO_LARGE,
+    "431": _HEADERS_TOO_LARGE,
+}
 
 
 def _with_transport_errors(paths: dict[str, Schema]) -> dict[str, Schema]:
@@ -134,7 +150,7 @@ def _list_parameters() -> list[Schema]:
             "name": "cursor",
             "in": "query",
             "description": "opaque; copy it from the Link header of the previous page",
-            "schema": {"type": "string", "maxLength": 64, "pattern": CURSOR_PATTERN},
+            "schema": {"type": "string", "pattern": CURSOR_PATTERN},
         },
     ]
 
@@ -146,8 +162,25 @@ def _json_body(schema_name: str, required: bool = True) -> Schema:
     }
 
 
-def _job_action(summary: str, conflict: str) -> Schema:
+# From a job in a response to the operations on it: stateful testing follows these.
+def _job_links(pointer: str) -> Schema:
     return {
+        name: {"operationId": operation, "parameters": {"job_id": f"$response.body#{pointer}"}}
+        for name, operation in (
+            ("GetJob", "getJob"),
+            ("CancelJob", "cancelJob"),
+            ("RetryJob", "retryJob"),
+        )
+    }
+
+
+def _with_links(response: Schema, pointer: str) -> Schema:
+    return {**response, "links": _job_links(pointer)}
+
+
+def _job_action(operation_id: str, summary: str, conflict: str) -> Schema:
+    return {
+        "operationId": operation_id,
         "summary": summary,
         "parameters": [{"$ref": "#/components/parameters/JobId"}],
         "requestBody": _json_body("NoInput", required=False),
@@ -169,16 +202,22 @@ def _paths() -> dict[str, Schema]:
     return {
         "/jobs": {
             "post": {
+                "operationId": "submitJob",
                 "summary": "Submit a job",
                 "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
                 "requestBody": _json_body("JobSubmission"),
                 "responses": {
-                    "200": _response(
-                        "an Idempotency-Key repeat: the job first stored",
-                        ref("Job"),
-                        ("Location",),
+                    "200": _with_links(
+                        _response(
+                            "an Idempotency-Key repeat: the job first stored",
+                            ref("Job"),
+                            ("Location",),
+                        ),
+                        "/id",
                     ),
-                    "201": _response("the job, stored", ref("Job"), ("Location",)),
+                    "201": _with_links(
+                        _response("the job, stored", ref("Job"), ("Location",)), "/id"
+                    ),
                     "400": _BAD_BODY,
                     "401": _UNAUTHORIZED,
                     "409": _error("the Idempotency-Key was used with another body"),
@@ -191,6 +230,7 @@ def _paths() -> dict[str, Schema]:
                 },
             },
             "get": {
+                "operationId": "listJobs",
                 "summary": "List jobs, oldest first",
                 "parameters": _list_parameters(),
                 "responses": {
@@ -207,10 +247,13 @@ def _paths() -> dict[str, Schema]:
         },
         "/jobs/batch": {
             "post": {
+                "operationId": "submitBatch",
                 "summary": "Submit many jobs, all or none",
                 "requestBody": _json_body("BatchSubmission"),
                 "responses": {
-                    "201": _response("the jobs, stored, in order", ref("JobList")),
+                    "201": _with_links(
+                        _response("the jobs, stored, in order", ref("JobList")), "/0/id"
+                    ),
                     "400": _error(
                         "invalid JSON, a bad job (the message names `jobs[i]`), or an "
                         "Idempotency-Key header (supported on POST /jobs only)"
@@ -227,6 +270,7 @@ def _paths() -> dict[str, Schema]:
         },
         "/jobs/{job_id}": {
             "get": {
+                "operationId": "getJob",
                 "summary": "One job",
                 "parameters": [{"$ref": "#/components/parameters/JobId"}],
                 "responses": {
@@ -240,18 +284,21 @@ def _paths() -> dict[str, Schema]:
         },
         "/jobs/{job_id}/cancel": {
             "post": _job_action(
+                "cancelJob",
                 "Cancel a pending or failed job",
                 "the job is not pending or failed (`invalid_state`)",
             )
         },
         "/jobs/{job_id}/retry": {
             "post": _job_action(
+                "retryJob",
                 "Re-queue a job that failed for good, with a fresh budget of runs",
                 "the job has not failed for good (`invalid_state`)",
             )
         },
         "/metrics": {
             "get": {
+                "operationId": "getMetrics",
                 "summary": "Metrics: Prometheus text, or JSON with Accept: application/json",
                 "responses": {
                     "200": {
@@ -270,6 +317,7 @@ def _paths() -> dict[str, Schema]:
         },
         "/health": {
             "get": {
+                "operationId": "getHealth",
                 "summary": "Health; needs no token",
                 "security": [],
                 "responses": {
@@ -280,10 +328,23 @@ def _paths() -> dict[str, Schema]:
                         {"anyOf": [ref("Health"), ref("ServerError")]},
                     ),
                 },
-            }
+            },
+            "head": {
+                "operationId": "headHealth",
+                "summary": "Health as GET answers it, without the body; needs no token",
+                "security": [],
+                "responses": {
+                    "200": _response("healthy"),
+                    "500": _response("internal error"),
+                    "503": _response(
+                        "shutting down, a core part is down, or storage is unreachable"
+                    ),
+                },
+            },
         },
         "/openapi.json": {
             "get": {
+                "operationId": "getOpenApi",
                 "summary": "This document",
                 "responses": {
                     "200": _response("the OpenAPI description", {"type": "object"}),
@@ -295,23 +356,26 @@ def _paths() -> dict[str, Schema]:
     }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(job_types: Sequence[str], *, now: float | None = None) -> dict[str, Any]:
     """A fresh copy of the document: the response objects above are shared between
-    operations, and a caller that edits its copy must not change anyone else's."""
+    operations, and a caller that edits its copy must not change anyone else's.
+
+    `job_types` are the registered types (the submission schema lists them); `now` is when
+    the server starts (the bound of `run_at` is computed from it; see openapi_patterns)."""
     document = {
         "openapi": "3.0.3",
         "info": {"title": "WorkStream", "version": API_VERSION, "description": _DESCRIPTION},
         "security": [{"bearerAuth": []}, {}],
         "paths": _with_transport_errors(_paths()),
         "components": {
-            "schemas": components.schemas(),
+            "schemas": components.schemas(job_types, time.time() if now is None else now),
             "headers": components.headers(),
             "parameters": components.parameters(),
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "required on every operation but GET /health when the "
+                    "description": "required on every operation but /health when the "
                     "server is configured with API_TOKEN; not used otherwise",
                 }
             },

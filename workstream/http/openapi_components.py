@@ -7,12 +7,13 @@ limits come from the modules that enforce them, so the document cannot drift fro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from workstream.http.idempotency import MAX_KEY_LENGTH
+from workstream.http.openapi_patterns import DELAY_TEXT_PATTERN, run_at_pattern
 from workstream.http.submissions import MAX_BATCH_SIZE
 from workstream.jobs.limits import (
-    JOB_TYPE_PATTERN,
     MAX_DELAY_SECONDS,
     MAX_RETRIES_LIMIT,
     MAX_TYPE_LENGTH,
@@ -21,11 +22,7 @@ from workstream.jobs.model import JobStatus
 
 Schema = dict[str, Any]
 
-JOB_TYPE_SCHEMA_PATTERN = f"^{JOB_TYPE_PATTERN}$"
-# The forms of `delay` as a string that the server accepts: "2s", "1m30s", "500ms", "1.5h",
-# or a plain number of seconds.
-DELAY_TEXT_PATTERN = r"^\s*(([0-9]+(\.[0-9]+)?([mM][sS]|[hHmMsS]))+|[0-9]+(\.[0-9]+)?)\s*$"
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+MAX_TIME_TEXT = 64  # characters of a `run_at` (parse_time refuses longer ones)
 
 
 def ref(name: str) -> Schema:
@@ -74,21 +71,31 @@ def _job_schema() -> Schema:
     }
 
 
-def _job_submission_schema() -> Schema:
+def _job_type_schema(job_types: Sequence[str]) -> Schema:
+    schema: Schema = {
+        "type": "string",
+        "description": "a job type with a registered handler: this server's, listed when it "
+        "started (any other is refused, 422 unknown_job_type)",
+    }
+    if job_types:
+        schema["enum"] = list(job_types)
+    else:
+        schema["not"] = {}  # no handler at all: no submission can succeed
+    return schema
+
+
+def _job_submission_schema(job_types: Sequence[str], now: float) -> Schema:
     return {
         "type": "object",
         "additionalProperties": False,
         "required": ["type"],
         "not": {"required": ["delay", "run_at"]},
         "properties": {
-            "type": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_TYPE_LENGTH,
-                "pattern": JOB_TYPE_SCHEMA_PATTERN,
-                "description": "a job type with a registered handler",
+            "type": _job_type_schema(job_types),
+            "payload": {
+                "description": "any JSON value handed to the handler (default {}); a "
+                "handler may check it at submission (400 invalid_payload)"
             },
-            "payload": {"description": "any JSON value handed to the handler (default {})"},
             "max_retries": {
                 "type": "integer",
                 "minimum": 0,
@@ -111,20 +118,27 @@ def _job_submission_schema() -> Schema:
                         "maxLength": 64,
                         "pattern": DELAY_TEXT_PATTERN,
                         "nullable": True,
+                        "description": "units h, m, s, ms, each at most once and in this "
+                        "order (1h30m, 500ms), or seconds; at most 366 days in all (the "
+                        "pattern bounds each unit so that every match is within it)",
                     },
                 ],
             },
             "run_at": {
                 "type": "string",
                 "format": "date-time",
+                "maxLength": MAX_TIME_TEXT,
+                "pattern": run_at_pattern(now),
                 "nullable": True,
-                "description": "start no sooner than this RFC 3339 time (at most 366 days ahead)",
+                "description": "start no sooner than this RFC 3339 time; the server refuses "
+                "one more than 366 days ahead. The pattern, computed when the server "
+                "started, allows the months that are within that bound for sure",
             },
         },
     }
 
 
-def schemas() -> dict[str, Schema]:
+def schemas(job_types: Sequence[str], now: float) -> dict[str, Schema]:
     return {
         "Error": {
             "type": "object",
@@ -144,7 +158,7 @@ def schemas() -> dict[str, Schema]:
         },
         "Job": _job_schema(),
         "JobList": {"type": "array", "items": ref("Job")},
-        "JobSubmission": _job_submission_schema(),
+        "JobSubmission": _job_submission_schema(job_types, now),
         "BatchSubmission": {
             "type": "object",
             "additionalProperties": False,

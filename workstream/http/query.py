@@ -4,15 +4,17 @@ The query string is parsed here rather than through Falcon's `req.params` so tha
 and repeated parameters can be refused instead of silently ignored or merged: a typo such
 as `?staus=failed` must not quietly list every job.
 
-The cursor wraps the store's position (`JobPage.next_after`) as URL-safe base64 of
-`v1:<int>`, so that clients treat it as opaque and the format can change under a new
-version prefix.
+The cursor wraps the store's position (`JobPage.next_after`, 0 to 2**63 - 1) as the
+URL-safe base64, unpadded, of its 8 bytes big-endian: always 11 characters, so that
+clients treat it as opaque and a later format can be told apart by its length. Every
+string of `CURSOR_PATTERN` decodes to a position and no other string does, so the API
+description states exactly which cursors the server accepts (a position past the end
+lists nothing).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from urllib.parse import parse_qsl, urlencode
 
@@ -23,11 +25,14 @@ from workstream.jobs.listing import DEFAULT_LIMIT, MAX_LIMIT, JobFilter
 from workstream.jobs.model import JobStatus
 
 LIST_PARAMETERS = ("status", "type", "limit", "cursor")
+MAX_NAME_SHOWN = 40  # characters of an unknown parameter's name echoed in the error
 
-_CURSOR_PREFIX = "v1:"
 MAX_POSITION = 2**63 - 1  # a signed 64-bit integer, as SQLite and PostgreSQL store it
-_CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_CURSOR_POSITION = re.compile(r"0|[1-9][0-9]{0,18}")
+_POSITION_BYTES = 8
+# 8 bytes are 64 bits in 11 base64 digits: the first holds the top 6 bits, whose highest is
+# 0 (a position is below 2**63), and the last holds 4 bits followed by two zero bits.
+CURSOR_PATTERN = r"^[A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]$"
+_CURSOR_TEXT = re.compile(CURSOR_PATTERN.removeprefix("^").removesuffix("$"))
 _LIMIT_TEXT = re.compile(r"[0-9]{1,10}")
 _STATUSES = ", ".join(status.value for status in JobStatus)
 
@@ -54,8 +59,9 @@ def _single_values(query_string: str) -> dict[str, str]:
         raise InvalidRequest("the query string is malformed or has too many parameters") from None
     unknown = sorted({name for name, _ in pairs} - set(LIST_PARAMETERS))
     if unknown:
+        # Named, to catch typos, but clipped: a name is up to 64 KiB of the client's text.
         raise InvalidRequest(
-            f"unknown query parameter(s): {', '.join(unknown)} "
+            f"unknown query parameter(s): {', '.join(_clip(name) for name in unknown)} "
             f"(allowed: {', '.join(LIST_PARAMETERS)})"
         )
     values: dict[str, str] = {}
@@ -64,6 +70,10 @@ def _single_values(query_string: str) -> dict[str, str]:
             raise InvalidRequest(f"query parameter {name!r} is given more than once")
         values[name] = value
     return values
+
+
+def _clip(name: str) -> str:
+    return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "..."
 
 
 def _parse_status(text: str) -> JobStatus:
@@ -86,26 +96,17 @@ def _parse_limit(text: str) -> int:
 
 
 def encode_cursor(position: int) -> str:
-    raw = f"{_CURSOR_PREFIX}{position}".encode("ascii")
+    if not 0 <= position <= MAX_POSITION:
+        raise ValueError(f"a list position must be from 0 to {MAX_POSITION}")
+    raw = position.to_bytes(_POSITION_BYTES, "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def decode_cursor(cursor: str) -> int:
     """The store position inside a cursor from `encode_cursor`, or InvalidCursor."""
-    invalid = InvalidCursor("'cursor' is not valid; use the one from the Link header")
     if not _CURSOR_TEXT.fullmatch(cursor):
-        raise invalid
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        text = raw.decode("ascii")
-    except (binascii.Error, ValueError):
-        raise invalid from None
-    position = text.removeprefix(_CURSOR_PREFIX)
-    if position == text or not _CURSOR_POSITION.fullmatch(position):
-        raise invalid
-    if int(position) > MAX_POSITION:
-        raise invalid  # past any store's integer range: never handed out
-    return int(position)
+        raise InvalidCursor("'cursor' is not valid; use the one from the Link header")
+    return int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big")
 
 
 def next_page_link(query: JobFilter, next_after: int) -> str:

@@ -119,7 +119,8 @@ class MetricsResource:
 
 
 class HealthResource:
-    """`/health`: 200 while the service is healthy, 503 otherwise; open without a token."""
+    """`/health`: 200 while the service is healthy, 503 otherwise; open without a token.
+    HEAD answers the same status and headers, without the body."""
 
     def __init__(self, service: JobService) -> None:
         self._service = service
@@ -131,6 +132,9 @@ class HealthResource:
             send_json(resp, {"status": "ok", **details})
         else:
             send_json(resp, {"status": health.status, **details}, 503)
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.on_get(req, resp)  # the WSGI server sends no body for HEAD
 
 
 class OpenApiResource:

@@ -310,6 +310,12 @@ class HttpServer:
         thread.start()
         return thread
 
+    def close_after_each_response(self) -> None:
+        """From now on every response closes its connection once sent, while the server
+        goes on listening: during a shutdown's job drain, clients still get their 503s
+        and `/health` answers, and none keeps a connection to a server about to go."""
+        self._draining.set()
+
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop listening and close idle connections at once; let requests in progress
         finish and send their responses, up to `timeout` seconds; then close what is left

@@ -61,6 +61,10 @@ class JobService(Protocol):
 
     def health(self) -> Health: ...
 
+    def job_types(self) -> list[str]:
+        """The job types with a registered handler, sorted; fixed once the server has
+        started (the API description lists them)."""
+
     def stats(self) -> dict[str, Any]:
         """The JSON form of /metrics: at least total_jobs_created, jobs_completed,
         jobs_failed, jobs_retried, jobs_in_progress, queue_size."""

@@ -8,6 +8,7 @@ import pytest
 from falcon.testing import TestClient
 
 from tests.unit.http.fakes import FakeService
+from tests.unit.http.support import local_client
 from workstream.http.app import create_app
 
 
@@ -18,7 +19,7 @@ def service() -> FakeService:
 
 @pytest.fixture
 def client(service: FakeService) -> TestClient:
-    return TestClient(create_app(service))
+    return local_client(create_app(service))
 
 
 @pytest.fixture
@@ -26,6 +27,6 @@ def make_client(service: FakeService) -> Callable[..., TestClient]:
     """A client over the same fake service with other app options (token, body limit)."""
 
     def make(**options: object) -> TestClient:
-        return TestClient(create_app(service, **options))
+        return local_client(create_app(service, **options))
 
     return make

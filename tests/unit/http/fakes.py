@@ -204,6 +204,9 @@ class FakeService:
             return Health(ok=False, status="unavailable", details={"storage": "unreachable"})
         return Health(ok=True, status="ok", details=dict(self.health_details))
 
+    def job_types(self) -> list[str]:
+        return sorted(self.known_types)
+
     def stats(self) -> dict[str, Any]:
         self._check_available()
         by_status = {status: 0 for status in JobStatus}

@@ -95,3 +95,63 @@ def test_the_token_never_reaches_the_logs(secured, service, caplog):
     logged = caplog.text + "".join(str(record.__dict__) for record in caplog.records)
     assert TOKEN not in logged
     assert "guessed-token" not in logged
+
+
+@pytest.mark.parametrize("draining", [False, True])
+def test_head_health_answers_like_get_health_with_or_without_a_token(
+    make_client, service, draining
+):
+    service.draining = draining
+    expected = 503 if draining else 200
+
+    for client in (make_client(), make_client(api_token=TOKEN)):
+        head = client.simulate_head("/health")
+        get = client.simulate_get("/health")
+        assert head.status_code == get.status_code == expected
+        assert head.content == b""
+        assert head.headers["content-type"] == "application/json"
+
+
+def test_head_elsewhere_still_needs_the_token(secured):
+    assert secured.simulate_head("/metrics").status_code == 401
+
+
+def test_each_failed_authentication_is_logged_and_counted(make_client, service, caplog):
+    failures: list[None] = []
+    secured = make_client(api_token=TOKEN, on_auth_failure=lambda: failures.append(None))
+
+    with caplog.at_level(logging.WARNING, logger="workstream.http"):
+        secured.simulate_get("/jobs")
+        secured.simulate_get("/metrics", headers={"Authorization": "Basic abc"})
+        secured.simulate_post("/jobs/x/cancel", headers={"Authorization": "Bearer guessed"})
+        secured.simulate_get("/jobs", headers={"Authorization": f"Bearer {TOKEN}"})
+        secured.simulate_get("/health")
+
+    refused = [record for record in caplog.records if record.__dict__.get("event") == "auth_failed"]
+    assert len(failures) == 3
+    assert [(r.method, r.path, r.reason) for r in refused] == [  # type: ignore[attr-defined]
+        ("GET", "/jobs", "no Authorization header"),
+        ("GET", "/metrics", "not a Bearer token"),
+        ("POST", "/jobs/x/cancel", "wrong token"),
+    ]
+    assert all(record.request_id for record in refused)  # type: ignore[attr-defined]
+    assert "guessed" not in caplog.text + str([r.__dict__ for r in refused])
+
+
+def test_a_long_path_is_logged_clipped(make_client, caplog):
+    secured = make_client(api_token=TOKEN)
+
+    with caplog.at_level(logging.WARNING, logger="workstream.http"):
+        secured.simulate_get("/" + "p" * 10_000)
+
+    (record,) = [r for r in caplog.records if r.__dict__.get("event") == "auth_failed"]
+    assert len(record.path) < 300  # type: ignore[attr-defined]
+
+
+def test_a_failing_failure_hook_still_answers_401(make_client):
+    def broken() -> None:
+        raise RuntimeError("counter broke")
+
+    secured = make_client(api_token=TOKEN, on_auth_failure=broken)
+
+    assert error_code(secured.simulate_get("/jobs"), 401) == "unauthorized"

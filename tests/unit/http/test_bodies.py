@@ -218,3 +218,48 @@ def test_a_byte_order_mark_is_refused_in_plain_words(client) -> None:
     assert result.status_code == 400
     assert "byte order mark" in result.json["error"]
     assert "utf-8-sig" not in result.json["error"]
+
+
+DUPLICATE_KEYS = {
+    "top-level": b'{"type": "echo", "type": "nope"}',
+    "in-the-payload": _job_with_payload(b'{"amount": 1, "amount": 1000}'),
+    "deep-in-the-payload": _job_with_payload(b'[{"a": {"b": 1, "b": 2}}]'),
+    "same-value": b'{"type": "echo", "type": "echo"}',
+}
+
+
+@pytest.mark.parametrize("raw", DUPLICATE_KEYS.values(), ids=DUPLICATE_KEYS.keys())
+def test_a_key_repeated_in_one_object_is_400_naming_it(client, service, raw):
+    # Last-one-wins would let a proxy or a client library validate one value while the
+    # server keeps another.
+    result = client.simulate_post("/jobs", body=raw, headers=JSON_HEADERS)
+
+    assert error_code(result, 400) == "invalid_json"
+    assert "appears twice" in result.json["error"]
+    assert service.submitted == []
+
+
+def test_a_repeated_key_is_refused_in_a_batch_and_in_cancel(client, service):
+    job = service.add_job()
+    batch = b'{"jobs": [{"type": "echo"}], "jobs": [{"type": "echo"}]}'
+    cancel = b'{"a": 1, "a": 1}'
+
+    assert error_code(client.simulate_post("/jobs/batch", body=batch, headers=JSON_HEADERS), 400)
+    assert error_code(
+        client.simulate_post(f"/jobs/{job.id}/cancel", body=cancel, headers=JSON_HEADERS), 400
+    )
+    assert service.submitted == []
+
+
+def test_the_same_key_in_different_objects_is_fine():
+    assert parse_json(b'{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}') == {
+        "a": {"a": 1},
+        "b": [{"a": 2}, {"a": 3}],
+    }
+
+
+def test_a_repeated_long_key_is_named_clipped():
+    with pytest.raises(InvalidJson) as refused:
+        parse_json(b'{"' + b"k" * 5000 + b'": 1, "' + b"k" * 5000 + b'": 2}')
+
+    assert len(refused.value.message) < 200

@@ -13,6 +13,7 @@ from tests.unit.http.support import JSON_HEADERS, assert_hygienic, error_code, p
 from workstream import errors
 from workstream.http.app import create_app
 from workstream.http.errors import STATUS_BY_CODE, InvalidCursor
+from workstream.http.hosts import Forbidden
 from workstream.jobs.model import JobStatus
 
 EXPECTED_STATUS = {
@@ -21,6 +22,7 @@ EXPECTED_STATUS = {
     "invalid_payload": 400,
     "invalid_cursor": 400,
     "unauthorized": 401,
+    "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "invalid_state": 409,
@@ -47,6 +49,7 @@ def test_the_table_covers_every_error_a_request_can_raise():
         errors.InvalidPayload,
         InvalidCursor,
         errors.Unauthorized,
+        Forbidden,
         errors.NotFound,
         errors.MethodNotAllowed,
         errors.IllegalTransition,
@@ -94,7 +97,10 @@ def test_a_400_raised_by_the_framework_gets_our_body(service):
     client refuses to send one, so the app is called as a WSGI server would."""
     app = create_app(service)
     environ = create_environ(
-        "/jobs", method="POST", headers={**JSON_HEADERS, "Content-Length": "not-a-number"}
+        "/jobs",
+        method="POST",
+        host="localhost",
+        headers={**JSON_HEADERS, "Content-Length": "not-a-number"},
     )
     started: list[tuple[str, list[tuple[str, str]]]] = []
 

@@ -7,9 +7,11 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.http.support import error_code
-from workstream.http.query import decode_cursor, encode_cursor
+from workstream.http.query import CURSOR_PATTERN, MAX_POSITION, decode_cursor, encode_cursor
 from workstream.jobs.model import JobStatus
 
 LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
@@ -84,6 +86,21 @@ def test_the_cursor_is_opaque_and_round_trips():
     assert decode_cursor(cursor) == 12345
 
 
+@pytest.mark.parametrize("position", [0, 1, 255, 2**32, MAX_POSITION])
+def test_every_position_round_trips_through_a_cursor_of_the_pattern(position):
+    cursor = encode_cursor(position)
+
+    assert re.fullmatch(CURSOR_PATTERN, cursor)
+    assert decode_cursor(cursor) == position
+
+
+@given(st.from_regex(CURSOR_PATTERN.removeprefix("^").removesuffix("$"), fullmatch=True))
+def test_every_cursor_the_description_allows_is_accepted(cursor):
+    # The pattern in /openapi.json is exact: what matches it decodes, to a position the
+    # encoder gives the same text for.
+    assert encode_cursor(decode_cursor(cursor)) == cursor
+
+
 @pytest.mark.parametrize(
     "cursor",
     [
@@ -97,6 +114,12 @@ def test_the_cursor_is_opaque_and_round_trips():
         base64.urlsafe_b64encode(b"v1:" + b"9" * 30).decode(),
         base64.urlsafe_b64encode(b"\xff\xfe").decode(),
         "A" * 65,
+        "0",  # the description allowed it once; now neither does
+        "AAAAAAAAAA",  # 10 characters
+        "AAAAAAAAAAAA",  # 12
+        "AAAAAAAAAAB",  # 11, but not the canonical encoding of any 8 bytes
+        "gAAAAAAAAAA",  # 2**63: past any store's integer range
+        "AAAAAAAAA=A",
     ],
 )
 def test_an_invalid_cursor_is_400_invalid_cursor(client, service, cursor):
@@ -160,3 +183,12 @@ def test_a_cursor_past_any_stored_position_is_refused_not_a_500(client) -> None:
         result = client.simulate_get("/jobs", query_string=f"cursor={cursor}")
         assert result.status_code == 400
         assert result.json["code"] == "invalid_cursor"
+
+
+def test_a_huge_unknown_parameter_name_is_echoed_clipped(client):
+    name = "x" * 60_000
+    result = client.simulate_get("/jobs", query_string=f"{name}=1&sort=asc")
+
+    assert error_code(result, 400) == "invalid_request"
+    assert len(result.content) < 400
+    assert "sort, " + "x" * 40 + "... (allowed" in result.json["error"]

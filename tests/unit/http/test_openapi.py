@@ -4,24 +4,27 @@ the app gives in these tests is one it documents (status, headers, body schema).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from falcon.inspect import inspect_routes
 from falcon.testing import Result, TestClient
 
-from tests.unit.http.fakes import FakeService
+from tests.unit.http.fakes import T0, FakeService
 from tests.unit.http.openapi_check import check_response, matches, resolve
-from tests.unit.http.support import JSON_HEADERS
+from tests.unit.http.support import JSON_HEADERS, local_client
 from workstream.http.app import create_app
 from workstream.http.idempotency import request_hash
 from workstream.http.openapi import openapi_document
 from workstream.jobs.model import JobStatus
 from workstream.jobs.spec import JobSpec
 
-DOCUMENT = openapi_document()
+NOW = T0  # the fake service's clock: 2027-01-15
+DOCUMENT = openapi_document(FakeService().job_types(), now=NOW)
 TOKEN = "t0ken"
 
 
@@ -53,6 +56,7 @@ def test_every_reference_resolves():
 
 
 def test_every_operation_but_health_documents_401_and_health_needs_no_token():
+    assert set(DOCUMENT["paths"]["/health"]) == {"get", "head"}
     for path, item in DOCUMENT["paths"].items():
         for operation in item.values():
             if path == "/health":
@@ -64,16 +68,58 @@ def test_every_operation_but_health_documents_401_and_health_needs_no_token():
     assert DOCUMENT["security"] == [{"bearerAuth": []}, {}]
 
 
-def test_the_document_is_plain_json_and_served_as_built(client):
+def test_the_document_is_plain_json_and_served_as_built():
+    client = local_client(create_app(FakeService(), clock=lambda: NOW))
+
     assert client.simulate_get("/openapi.json").json == json.loads(json.dumps(DOCUMENT))
+
+
+def test_the_job_types_are_the_services_registered_ones():
+    service = FakeService(known_types=("b_type", "a_type"))
+    served = local_client(create_app(service)).simulate_get("/openapi.json").json
+
+    job_type = served["components"]["schemas"]["JobSubmission"]["properties"]["type"]
+    assert job_type["enum"] == ["a_type", "b_type"]
+
+
+def test_post_jobs_links_to_the_operations_on_the_job():
+    operations = {
+        operation["operationId"]
+        for item in DOCUMENT["paths"].values()
+        for operation in item.values()
+    }
+    submit = DOCUMENT["paths"]["/jobs"]["post"]["responses"]
+    batch = DOCUMENT["paths"]["/jobs/batch"]["post"]["responses"]
+
+    for links, pointer in (
+        (submit["201"]["links"], "/id"),
+        (submit["200"]["links"], "/id"),
+        (batch["201"]["links"], "/0/id"),
+    ):
+        assert {link["operationId"] for link in links.values()} == {
+            "getJob",
+            "cancelJob",
+            "retryJob",
+        }
+        for link in links.values():
+            assert link["operationId"] in operations
+            assert link["parameters"] == {"job_id": f"$response.body#{pointer}"}
 
 
 # -- the request schema agrees with the server -----------------------------------------------
 
+
+def _days_ahead(days: float, offset: str = "Z", separator: str = "T") -> str:
+    moment = datetime.fromtimestamp(time.time() + days * 86400, UTC)
+    return moment.strftime(f"%Y-%m-%d{separator}%H:%M:%S.%f") + offset
+
+
 SUBMISSIONS = [
     {"type": "echo"},
     {"type": "echo", "payload": [1, "two", None]},
-    {"type": "a.b:c-d_e", "max_retries": 0},
+    {"type": "strict", "max_retries": 0, "payload": {}},
+    {"type": "a.b:c-d_e", "max_retries": 0},  # well formed, but no handler: 422
+    {"type": "0"},
     {"type": "echo", "max_retries": 100, "delay": 0},
     {"type": "echo", "max_retries": None, "delay": None, "payload": None},
     {"type": "echo", "delay": 2.5},
@@ -81,6 +127,16 @@ SUBMISSIONS = [
     {"type": "echo", "delay": "500MS"},
     {"type": "echo", "delay": " 10 "},
     {"type": "echo", "run_at": "2020-01-01T00:00:00Z"},
+    {"type": "echo", "run_at": "0001-01-01T00:00:00+05:00"},
+    {"type": "echo", "run_at": _days_ahead(300, "-23:59")},
+    {"type": "echo", "run_at": _days_ahead(300, "t", "z")},
+    {"type": "echo", "run_at": _days_ahead(400)},
+    {"type": "echo", "run_at": _days_ahead(700 * 365)},
+    {"type": "echo", "delay": "7999h9999m99999s99999999ms"},
+    {"type": "echo", "delay": "9000h"},
+    {"type": "echo", "delay": "1s1s"},
+    {"type": "echo", "delay": "1s1m"},
+    {"type": "echo", "delay": "99999999"},
     {"type": "echo", "run_at": None},
     {},
     {"type": ""},
@@ -105,11 +161,13 @@ SUBMISSIONS = [
 
 @pytest.mark.parametrize("body", SUBMISSIONS, ids=lambda body: json.dumps(body)[:60])
 def test_the_submission_schema_accepts_what_the_server_accepts(client, body):
-    schema = DOCUMENT["components"]["schemas"]["JobSubmission"]
+    # The server dates submissions by the real clock: so must the document.
+    document = openapi_document(FakeService().job_types(), now=time.time())
+    schema = document["components"]["schemas"]["JobSubmission"]
 
-    accepted_by_schema = matches(DOCUMENT, body, schema)
+    accepted_by_schema = matches(document, body, schema)
     status = client.simulate_post("/jobs", json=body).status_code
-    accepted_by_server = status in (201, 422)  # 422: a well-formed job of an unknown type
+    accepted_by_server = status == 201
 
     assert accepted_by_schema == accepted_by_server, (body, status)
 
@@ -228,6 +286,13 @@ CALLS = {
         "GET", "/health", "/health", {}, lambda service: setattr(service, "crash", OSError())
     ),
     "openapi": Call("GET", "/openapi.json", "/openapi.json", {}),
+    "submit-foreign-host": Call(
+        "POST", "/jobs", "/jobs", {**GOOD, "headers": {"Host": "x.example"}}
+    ),
+    "cancel-foreign-origin": Call(
+        "POST", "/jobs/{job_id}/cancel", "", {"headers": {"Origin": "null"}}, _job_path("/cancel")
+    ),
+    "head-health": Call("HEAD", "/health", "/health", {}),
 }
 
 
@@ -244,7 +309,7 @@ def test_each_response_is_documented(name):
     service = FakeService()
     call = CALLS[name]
 
-    result = _call(TestClient(create_app(service)), service, call, {})
+    result = _call(local_client(create_app(service)), service, call, {})
 
     check_response(DOCUMENT, call.method, call.template, result)
 
@@ -253,7 +318,7 @@ def test_each_response_is_documented(name):
 def test_each_response_with_a_token_is_documented(name):
     service = FakeService()
     call = CALLS[name]
-    client = TestClient(create_app(service, api_token=TOKEN))
+    client = local_client(create_app(service, api_token=TOKEN))
 
     allowed = _call(client, service, call, {"Authorization": f"Bearer {TOKEN}"})
     refused = _call(client, service, call, {})
@@ -267,5 +332,5 @@ def test_each_response_with_a_token_is_documented(name):
 def test_every_operation_lists_what_the_http_server_may_answer_before_routing():
     for path, item in DOCUMENT["paths"].items():
         for method, operation in item.items():
-            assert {"400", "413", "431"} <= set(operation["responses"]), (method, path)
+            assert {"400", "403", "413", "431"} <= set(operation["responses"]), (method, path)
             assert "501" not in operation["responses"]  # answered 400, see server.py

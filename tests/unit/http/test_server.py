@@ -105,7 +105,7 @@ def test_serves_requests_on_a_kept_alive_connection(running):
 
 
 def test_headers_too_large_get_a_json_431(running):
-    request_line = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Filler: "
+    request_line = b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Filler: "
     end = b"\r\n\r\n"
     raw = request_line + b"a" * (MAX_HEADER_BYTES - len(request_line) - len(end)) + end
 
@@ -150,7 +150,7 @@ def test_a_body_of_exactly_1_mib_is_served_and_one_byte_more_is_413(running):
 
 def _chunked(body: bytes, chunk_size: int) -> bytes:
     head = (
-        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
     )
     chunks = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
@@ -177,7 +177,7 @@ def test_a_chunked_body_past_the_limit_gets_a_json_413(running):
 
 def test_an_unknown_transfer_coding_is_a_json_400_not_a_5xx(running):
     raw = (
-        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
     )
 
@@ -187,7 +187,7 @@ def test_an_unknown_transfer_coding_is_a_json_400_not_a_5xx(running):
 
 
 def test_a_malformed_request_gets_a_json_400(running):
-    raw = b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n"
+    raw = b"POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Length: many\r\n\r\n"
 
     response, body = _exchange(running.port, raw)
 
@@ -202,7 +202,7 @@ def test_a_stalled_body_neither_blocks_others_nor_stays_open():
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as stalled:
             stalled.sendall(
-                b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                 b'Content-Length: 100\r\n\r\n{"type": '
             )
             healthy = _connect(port)
@@ -273,7 +273,7 @@ def test_near_the_connection_limit_stalled_connections_make_room_for_new_ones():
     try:
         for _ in range(12):  # past the limit: some wait in the backlog
             sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never finished
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")  # never finished
             stalled.append(sock)
         started = time.monotonic()
         healthy = _connect(port)
@@ -295,7 +295,7 @@ def test_an_app_failing_outside_the_framework_gets_a_json_500_with_a_request_id(
     server, port = _start(broken_app)
     thread = server.serve_in_thread()
     try:
-        response, body = _exchange(port, b"GET /jobs HTTP/1.1\r\nHost: x\r\n\r\n")
+        response, body = _exchange(port, b"GET /jobs HTTP/1.1\r\nHost: localhost\r\n\r\n")
     finally:
         assert server.stop(timeout=TIMEOUT)
         thread.join(timeout=TIMEOUT)

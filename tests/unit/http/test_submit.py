@@ -283,3 +283,23 @@ def test_a_batch_error_names_the_first_bad_job_whatever_is_wrong_with_it(client)
     result = client.simulate_post("/jobs/batch", json=body)
     assert result.status_code == 400
     assert result.json["error"].startswith("jobs[0]: ")
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/batch"])
+def test_a_run_at_in_year_zero_is_400_not_a_stored_job_that_cannot_be_shown(client, service, path):
+    # 0001-01-01T00:00:00+05:00 is 31 Dec of year 0 in UTC: parsed, it could not be rendered.
+    job = {"type": "echo", "run_at": "0001-01-01T00:00:00+05:00"}
+    body = job if path == "/jobs" else {"jobs": [job]}
+
+    result = client.simulate_post(path, json=body)
+
+    assert error_code(result, 400) == "invalid_request"
+    assert "0001-01-01T00:00:00Z or later" in result.json["error"]
+    assert service.submitted == []
+
+
+def test_the_earliest_run_at_is_accepted(client):
+    result = client.simulate_post("/jobs", json={"type": "echo", "run_at": "0001-01-01T00:00:00Z"})
+
+    assert result.status_code == 201
+    assert result.json["run_at"] == "0001-01-01T00:00:00.000000Z"
