@@ -130,7 +130,9 @@ class Harness:
                 )
             try:
                 with socket.create_connection(("127.0.0.1", self._port), timeout=2) as sock:
-                    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                    request = (
+                        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                    )
                     sock.sendall(request)
                     if sock.recv(12).startswith(b"HTTP/1.1 200"):
                         return
