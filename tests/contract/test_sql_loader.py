@@ -79,6 +79,7 @@ def test_every_shipped_query_is_used_by_its_store(package):
         for entry in folder.iterdir()
         if entry.name.endswith(".py")
     )
+    code += resources.files("workstream.store").joinpath("sql.py").read_text(encoding="utf-8")
     raw = (folder / "queries.sql").read_text(encoding="utf-8")
     included = set(re.findall(r"\{([a-z_]+)\}", raw))
     unused = [name for name in queries if f'"{name}"' not in code and name not in included]

@@ -93,3 +93,18 @@ def _expand(
 
     expanded[name] = _REFERENCE.sub(include, bodies[name])
     return expanded[name]
+
+
+def list_statements(sql: Mapping[str, str]) -> dict[tuple[bool, bool], str]:
+    """`list_page` for each combination of filters, built once: (status given, type
+    given) -> the statement. The seq filter (`list_after`) is always there."""
+
+    def build(status: bool, job_type: bool) -> str:
+        filters = [sql["list_after"]]
+        if status:
+            filters.append(sql["list_status"])
+        if job_type:
+            filters.append(sql["list_type"])
+        return sql["list_page"].format(filters=" AND ".join(filters))
+
+    return {(s, t): build(s, t) for s in (False, True) for t in (False, True)}

@@ -46,6 +46,7 @@ from workstream.store.postgres.listener import Listener
 from workstream.store.postgres.migrator import migrate
 from workstream.store.postgres.queries import SQL
 from workstream.store.postgres.transaction import PostgresTransaction
+from workstream.store.sql import list_statements
 from workstream.store.watchdog import Watchdog, shut_down
 
 log = logging.getLogger(__package__)  # the package's logger: its name is in every log line
@@ -53,18 +54,7 @@ log = logging.getLogger(__package__)  # the package's logger: its name is in eve
 _NO_BUDGET = 2**62  # list() without max_bytes
 
 
-def _list_query(status: bool, job_type: bool) -> str:
-    """`list_page` for the filters given (seq always; status, type when given)."""
-    filters = [SQL["list_after"]]
-    if status:
-        filters.append(SQL["list_status"])
-    if job_type:
-        filters.append(SQL["list_type"])
-    return SQL["list_page"].format(filters=" AND ".join(filters))
-
-
-# (status given, type given) -> the statement: built once, here.
-_LIST = {(s, t): _list_query(s, t) for s in (False, True) for t in (False, True)}
+_LIST = list_statements(SQL)  # (status given, type given) -> the statement
 
 
 class PostgresStore:

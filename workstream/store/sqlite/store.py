@@ -28,6 +28,7 @@ from workstream.errors import DatabaseInUse, StorageUnavailable
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job
 from workstream.store.base import Counts
+from workstream.store.sql import list_statements
 from workstream.store.sqlite.codec import row_to_job
 from workstream.store.sqlite.errors import describe
 from workstream.store.sqlite.migrator import migrate
@@ -41,18 +42,7 @@ PRIVATE_DIR = 0o700
 _SIDE_FILES = ("-wal", "-shm")  # SQLite's own: created with the database file's mode
 
 
-def _list_query(status: bool, job_type: bool) -> str:
-    """`list_page` for the filters given (seq always; status, type when given)."""
-    filters = [SQL["list_after"]]
-    if status:
-        filters.append(SQL["list_status"])
-    if job_type:
-        filters.append(SQL["list_type"])
-    return SQL["list_page"].format(filters=" AND ".join(filters))
-
-
-# (status given, type given) -> the statement: built once, here.
-_LIST = {(s, t): _list_query(s, t) for s in (False, True) for t in (False, True)}
+_LIST = list_statements(SQL)  # (status given, type given) -> the statement
 
 
 class SqliteStore:
