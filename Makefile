@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make serve   - install into .venv (first time) and run the server on http://127.0.0.1:8080
-#   make test    - install into .venv (first time) and run the whole test suite
+#   make test    - install into .venv (first time), run `make lint`, then the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/workstream serve
 
-test: $(STAMP)
+# The checks (make lint) first, then the tests.
+test: lint
 	$(BIN)/pytest
 
 # Benchmarks beside the peers (Dramatiq, Huey, Celery, RQ, procrastinate): writes docs/benchmarks.md.
@@ -33,8 +34,11 @@ bench: $(BENCH_STAMP)
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks run --quick
 
+# Lint, formatting and types; no tests.
 lint: $(STAMP)
 	$(BIN)/ruff check workstream tests
+	$(BIN)/ruff format --check workstream tests
+	$(BIN)/mypy workstream
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

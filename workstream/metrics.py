@@ -266,4 +266,4 @@ class Metrics:
         }
 
     def exposition(self) -> tuple[str, bytes]:
-        return CONTENT_TYPE_LATEST, generate_latest(_NodeLabelled(self.registry, self.node))  # type: ignore[arg-type]
+        return CONTENT_TYPE_LATEST, generate_latest(_NodeLabelled(self.registry, self.node))

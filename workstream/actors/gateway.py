@@ -9,6 +9,7 @@ stored (see `workstream.actors.replies.Ticket`).
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -151,7 +152,7 @@ class Gateway:
         except (ServiceBusy, ShuttingDown):
             return None
 
-    def job_types(self) -> list[str]:
+    def job_types(self) -> builtins.list[str]:  # `list` is a method here
         return self._system.handlers.types()
 
     def health(self) -> Health:

@@ -167,6 +167,7 @@ class JobLedger:
                 if not tx.update(done, job):
                     raise StaleAttempt(f"job {job.id} changed while attempt {outcome.attempt} ran")
         except StaleAttempt as exc:
+            assert job is not None  # raised above only with the job in hand
             if batch.retrying and stored_already(job, outcome):
                 # Kept from a batch whose COMMIT was reported failed but had landed: this
                 # outcome is stored; its events were never published.

@@ -54,12 +54,12 @@ def create_app(
     middleware and error handling as the API. `clock` dates the API description (the
     bound of `run_at`).
     """
-    middleware: list[object] = [RequestIdMiddleware()]
-    if api_token:
-        middleware.append(TokenAuthMiddleware(api_token, on_failure=on_auth_failure))
-    else:
-        middleware.append(HostCheckMiddleware(host))
-    app = falcon.App(middleware=middleware)
+    guard = (
+        TokenAuthMiddleware(api_token, on_failure=on_auth_failure)
+        if api_token
+        else HostCheckMiddleware(host)
+    )
+    app = falcon.App(middleware=[RequestIdMiddleware(), guard])
     register_error_handlers(app)
 
     app.add_route("/jobs", JobsResource(service, max_body_bytes=max_body_bytes))

@@ -140,7 +140,7 @@ def handle_falcon_error(
             return
         code, message = "invalid_request", "the request cannot be served"
     if status == 405:
-        allowed = (error.headers or {}).get("Allow", "")
+        allowed = dict(error.headers or {}).get("Allow", "")  # a dict or (name, value) pairs
         message = f"{req.method} is not allowed here (allowed: {allowed})"
     elif status == 400 and error.description:
         # Header-parsing errors explain which header is wrong; their text names no library.

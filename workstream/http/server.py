@@ -62,7 +62,7 @@ class JsonErrorTask(ErrorTask):
     """Waitress's own error responses, as `{"error", "code"}` JSON naming no library."""
 
     def execute(self) -> None:
-        error = self.request.error
+        error = self.request.error  # type: ignore[attr-defined]  # types-waitress: it is the parser
         adjustments = self.channel.server.adj
         max_body = getattr(self.channel, "max_body", adjustments.max_request_body_size - 1)
         status, reason, code, message = describe_server_error(
@@ -81,7 +81,7 @@ class JsonErrorTask(ErrorTask):
             )
         body = error_body(message, code, request_id if status >= 500 else None)
         self.status = f"{status} {reason}"
-        self.response_headers.extend(
+        self.response_headers.extend(  # type: ignore[attr-defined]  # types-waitress: it is a list
             [("Content-Type", "application/json"), (REQUEST_ID_HEADER, request_id)]
         )
         self.set_close_on_finish()
@@ -183,24 +183,25 @@ def _expired(channel: HTTPChannel, now: float, header_timeout: float, pressure: 
 
 def _install_deadlines(listener: BaseWSGIServer, header_timeout: float) -> None:
     """Extend the listener's periodic maintenance (waitress closes idle connections
-    there) with the request deadlines."""
+    there) with the request deadlines. (types-waitress says `now` is an int, and has
+    neither `_map` nor `active_channels` as the dict it is.)"""
     idle_maintenance = listener.maintenance
     limit = listener.adj.connection_limit
 
     def maintenance(now: float) -> None:
-        idle_maintenance(now)
-        pressure = under_pressure(len(listener._map), limit)
-        for channel in list(listener.active_channels.values()):
+        idle_maintenance(now)  # type: ignore[arg-type]
+        pressure = under_pressure(len(listener._map), limit)  # type: ignore[attr-defined]
+        for channel in list(listener.active_channels.values()):  # type: ignore[attr-defined]
             if not channel.will_close and _expired(channel, now, header_timeout, pressure):
                 channel.will_close = True  # the loop closes it on its next pass
 
-    listener.maintenance = maintenance
+    listener.maintenance = maintenance  # type: ignore[method-assign]  # on purpose
 
 
 def _is_idle(channel: HTTPChannel) -> bool:
     """No request being answered and nothing left to send (a half-received request counts
     as idle: nobody has been promised anything)."""
-    with channel.requests_lock:
+    with channel.requests_lock:  # type: ignore[attr-defined]  # not in types-waitress
         return not channel.requests and not channel.total_outbufs_len
 
 
@@ -227,7 +228,7 @@ class HttpServer:
         self._max_body_bytes = max_body_bytes
         self._header_timeout = header_timeout
         timeout = max(1, math.ceil(channel_timeout))  # waitress takes whole seconds
-        self._adjustments = {
+        self._adjustments: dict[str, Any] = {
             "threads": threads,
             "connection_limit": connection_limit,
             "channel_timeout": timeout,
@@ -278,11 +279,12 @@ class HttpServer:
         channel_class = _channel_class(self._max_body_bytes)
         for listener in listeners:
             listener.channel_class = channel_class
-            listener.workstream_draining = self._draining
+            listener.workstream_draining = self._draining  # type: ignore[attr-defined]  # ours
             _install_deadlines(listener, self._header_timeout)
         # Every listener's trigger wakes the same loop; one is enough to reach it.
         self._trigger = listeners[0].trigger
-        self._port_bound = int(listeners[0].effective_port)
+        # effective_port is not in types-waitress.
+        self._port_bound = int(listeners[0].effective_port)  # type: ignore[attr-defined]
         return self._port_bound
 
     def serve(self) -> None:

@@ -8,6 +8,7 @@ a bound (a stuck engine raises `ServiceBusy`, which is a 503).
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,7 +62,7 @@ class JobService(Protocol):
 
     def health(self) -> Health: ...
 
-    def job_types(self) -> list[str]:
+    def job_types(self) -> builtins.list[str]:  # `list` is a method here
         """The job types with a registered handler, sorted; fixed once the server has
         started (the API description lists them)."""
 

@@ -7,6 +7,7 @@ failure for tests of the Registry's error paths.
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -203,7 +204,7 @@ class MemoryStore:
     def ping(self) -> None:
         return None
 
-    def all_jobs(self) -> list[Job]:
+    def all_jobs(self) -> builtins.list[Job]:  # `list` is a method here
         """Test helper: every stored job in submission order."""
         with self._lock:
             return [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, overload
 
 from workstream.jobs.model import Job, JobStatus
 from workstream.units import valid_text
@@ -21,6 +21,10 @@ _ESC = "\ue000"  # a private-use character: the escape for NUL in text columns
 _UNESCAPE = re.compile("\ue000(.)", re.DOTALL)
 
 
+@overload
+def enc(value: str) -> str: ...
+@overload
+def enc(value: None) -> None: ...
 def enc(value: str | None) -> str | None:
     """Text as PostgreSQL can store it: valid Unicode, NUL escaped (reversibly)."""
     if value is None:
@@ -31,6 +35,10 @@ def enc(value: str | None) -> str | None:
     return value
 
 
+@overload
+def dec(value: str) -> str: ...
+@overload
+def dec(value: None) -> None: ...
 def dec(value: str | None) -> str | None:
     """The text `enc` stored."""
     if value is None or _ESC not in value:

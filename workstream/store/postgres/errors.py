@@ -76,7 +76,7 @@ def describe_url(url: str) -> str:
         params = conninfo_to_dict(url)
     except psycopg.Error:
         return "postgresql://(invalid URL)"
-    user = params.get("user")
+    user = str(params.get("user") or "")
     host = params.get("host") or "localhost"
     port = params.get("port") or "5432"
     dbname = params.get("dbname") or user or ""
