@@ -16,6 +16,7 @@ from pathlib import Path
 
 from benchmarks import httpload
 from benchmarks.common import ROOT, Result
+from benchmarks.cpu_bench import run_cpu
 from benchmarks.report import load, print_table, save, write_markdown
 from benchmarks.workloads import (
     WORKLOADS,
@@ -36,6 +37,7 @@ RUNNERS = {
     "latency": run_latency,
     "backlog": run_backlog,
     "overload": run_overload,
+    "cpu": run_cpu,
 }
 
 

@@ -168,6 +168,7 @@ def ratios(session: Session) -> list[str]:
             f"- RSS with the backlog: {' / '.join(_num(r.median) for r in rss)} MiB "
             f"({', '.join(r.metric.split(', ')[1] for r in rss)})"
         )
+    lines += cpu_ratios(session)
     before = _find(session, "overload", WS, "server RSS before")
     after = _find(session, "overload", WS, "server RSS after")
     if before and after:
@@ -241,3 +242,34 @@ def load(path: Path) -> tuple[Session, str, float, str]:
     session.results = [Result(**item) for item in data["results"]]
     session.notes = data["notes"]
     return session, data["command"], data["seconds"], data["written"]
+
+
+def cpu_ratios(session: Session) -> list[str]:
+    """The `cpu` workload's targets: processes against threads and against Dramatiq with
+    one process per CPU; /health p99 while every worker is busy."""
+    from benchmarks.cpu_bench import CPUS, WS_PROCS, WS_THREADS
+
+    lines = []
+    procs = _find(session, "cpu", WS_PROCS, "")
+    threads = _find(session, "cpu", WS_THREADS, "")
+    dramatiq = _find(session, "cpu", f"Dramatiq (Redis, {CPUS} proc x 8 threads)", "")
+    if procs and threads:
+        ratio = procs.median / threads.median
+        lines.append(
+            f"- CPU-bound jobs: worker processes {_num(procs.median)} jobs/s = {ratio:.2f}x "
+            f"in-process threads ({_num(threads.median)}); target >= 1.8x: "
+            f"{_check(ratio >= 1.8)}"
+        )
+    if procs and dramatiq:
+        ratio = procs.median / dramatiq.median
+        lines.append(
+            f"- CPU-bound jobs: worker processes = {ratio:.2f}x Dramatiq with {CPUS} processes "
+            f"({_num(dramatiq.median)} jobs/s); target >= 0.9x: {_check(ratio >= 0.9)}"
+        )
+    health = _find(session, "cpu", WS_PROCS, "GET /health p99")
+    if health:
+        lines.append(
+            f"- GET /health p99 while CPU-bound jobs run in worker processes: "
+            f"{_num(health.median)} ms; target <= 20 ms: {_check(health.median <= 20)}"
+        )
+    return lines

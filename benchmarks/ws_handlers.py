@@ -10,3 +10,10 @@ from workstream import handler
 def bench_noop(payload, job):
     started = time.time()
     record(payload.get("t0", 0.0) if isinstance(payload, dict) else 0.0, started)
+
+
+@handler("bench_cpu")
+def bench_cpu(payload, job):
+    from benchmarks.cpu_work import cpu_task
+
+    cpu_task()

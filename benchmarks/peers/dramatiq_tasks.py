@@ -14,3 +14,10 @@ dramatiq.set_broker(broker)
 def noop(t0=0.0):
     started = time.time()
     record(t0, started)
+
+
+@dramatiq.actor(max_retries=0)
+def cpu():
+    from benchmarks.cpu_work import cpu_task
+
+    cpu_task()
