@@ -113,6 +113,14 @@ def test_sigkill_of_a_child_fails_only_its_attempt(
     wait_until(lambda: completed(server, job_id, *others), WAIT, "every job completes")
     assert job(server, job_id)["attempts"] == 2
     assert all(job(server, other)["attempts"] == 1 for other in others)
+    status, _, metrics = server.request("GET", "/metrics", headers={"Accept": "application/json"})
+    assert status == 200
+    pool = metrics["worker_processes"]
+    assert [child["name"] for child in pool] == ["worker-1", "worker-2"]
+    assert sum(child["restarts"]["crashed"] for child in pool) == 1
+    assert sum(child["jobs_run"] for child in pool) == 4  # the killed attempt never reported
+    _, _, text = server.request("GET", "/metrics", headers={"Accept": "text/plain"})
+    assert 'cause="crashed"' in text and "workstream_worker_process_rss_bytes" in text
 
 
 def test_a_child_past_max_memory_is_replaced_without_losing_a_job(
