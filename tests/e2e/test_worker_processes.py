@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import StartServer
-from tests.e2e.serverproc import ServerProcess
+from tests.e2e.serverproc import ServerProcess, run_workstream
 from tests.support import wait_until
 
 WAIT = 60.0  # two shared cores: generous bounds, event-based waits
@@ -163,3 +163,26 @@ def test_sigkill_of_the_server_leaves_no_child(start_server: StartServer, workdi
 
 def _seconds(ts: str) -> float:
     return datetime.fromisoformat(ts).timestamp()
+
+
+def test_extension_middleware_objects_are_refused_in_process_mode(workdir: Path) -> None:
+    env = {**ServerProcess(workdir).env, **settings(workdir)}
+    env["EXTENSIONS"] = "examples.middleware_timing"
+    done = run_workstream(workdir, "serve", env=env, timeout=WAIT)
+    assert done.returncode == 2, done.stderr
+    assert "EXTENSIONS: examples.middleware_timing: add_middleware needs WORKER_PROCESSES=0" in (
+        done.stderr
+    )
+
+
+def test_a_child_that_cannot_import_its_handlers_stops_start_up_with_exit_2(
+    workdir: Path,
+) -> None:
+    env = {**ServerProcess(workdir).env, **settings(workdir)}
+    env["JOB_HANDLERS"] = "tests.e2e.proc_handlers,tests.e2e.child_only_failure"
+    done = run_workstream(workdir, "serve", env=env, timeout=WAIT)
+    assert done.returncode == 2, done.stderr
+    assert (
+        "JOB_HANDLERS: module 'tests.e2e.child_only_failure' failed while importing: "
+        "RuntimeError: not in a worker process"
+    ) in done.stderr
