@@ -267,6 +267,10 @@ class ActorSystem:
         return down
 
     def workers_alive(self) -> int:
+        """Handler threads whose Worker runs: WORKER_COUNT in either mode when all is well."""
+        if self.child_stats:
+            pairs = zip(self.workers, self.child_stats, strict=True)
+            return sum(stats.slots for ref, stats in pairs if ref.is_alive())
         return sum(1 for ref in self.workers if ref.is_alive())
 
     # -- stop ---------------------------------------------------------------------------
