@@ -45,8 +45,8 @@ from workstream.errors import ConfigError
 from workstream.units import format_duration
 
 DEFAULT_CONFIG_FILE = Path("config/workstream.toml")
-# Threads inside the server process until process mode is the default (docs/architecture.md).
-DEFAULT_WORKER_PROCESSES = 0
+# Handlers run in one worker process per CPU by default (docs/architecture.md).
+DEFAULT_WORKER_PROCESSES = os.cpu_count() or 1
 
 
 SETTINGS: tuple[Setting, ...] = (
