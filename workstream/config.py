@@ -24,6 +24,7 @@ from workstream.converters import (
     api_token,
     as_text,
     boolean,
+    byte_size,
     choice,
     database_url,
     duration,
@@ -44,12 +45,39 @@ from workstream.errors import ConfigError
 from workstream.units import format_duration
 
 DEFAULT_CONFIG_FILE = Path("config/workstream.toml")
+# Handlers run in one worker process per CPU by default (docs/architecture.md).
+DEFAULT_WORKER_PROCESSES = os.cpu_count() or 1
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("port", 8080, port, "HTTP port (0 picks a free one)"),
     Setting("host", "127.0.0.1", host, "bind address; 0.0.0.0 must be asked for"),
-    Setting("worker_count", 10, positive_int, "worker actors in the pool"),
+    Setting(
+        "worker_count",
+        10,
+        positive_int,
+        "most handler calls running at once (threads; in process mode shared among the "
+        "worker processes)",
+    ),
+    Setting(
+        "worker_processes",
+        DEFAULT_WORKER_PROCESSES,
+        lambda raw: whole(raw, 0, 256),
+        "worker processes that run handlers (0: threads inside the server process)",
+    ),
+    Setting(
+        "worker_max_jobs",
+        0,
+        lambda raw: whole(raw, 0, 1_000_000_000),
+        "a worker process is replaced after this many jobs (0: never)",
+    ),
+    Setting(
+        "worker_max_memory",
+        0,
+        byte_size,
+        "a worker process whose resident memory passes this (e.g. 512MB) is replaced once "
+        "its running jobs finish (0: never)",
+    ),
     Setting(
         "job_queue_capacity",
         100,
@@ -206,6 +234,9 @@ class Settings:
     port: int = 8080
     host: str = "127.0.0.1"
     worker_count: int = 10
+    worker_processes: int = DEFAULT_WORKER_PROCESSES
+    worker_max_jobs: int = 0
+    worker_max_memory: int = 0
     job_queue_capacity: int = 100
     sweeper_interval: float = 10.0
     max_retries: int = 3

@@ -86,6 +86,29 @@ def interval(raw: Any) -> float:
     return seconds
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2}
+_SIZE_UNITS |= {"mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+
+
+def byte_size(raw: Any) -> int:
+    """A size like 512MB, 2GB or a number of bytes (1024-based units); 0 is allowed."""
+    if isinstance(raw, bool):
+        raise ValueError("expected a size like 512MB")
+    if isinstance(raw, int):
+        value = float(raw)
+    else:
+        text = as_text(raw).lower().replace(" ", "")
+        number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(number) :]
+        try:
+            value = float(number) * _SIZE_UNITS[unit]
+        except (ValueError, KeyError):
+            raise ValueError("expected a size like 512MB, 2GB or a number of bytes") from None
+    if not math.isfinite(value) or value < 0 or value > 1024**5:
+        raise ValueError("must be from 0 to 1PB")
+    return int(value)
+
+
 def boolean(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw

@@ -87,6 +87,15 @@ class ExtensionContext:
         self._ticker.at(when, lambda: ref.tell(message))
 
     def add_middleware(self, middleware: Middleware) -> None:
+        """Run `middleware` around every handler call. Only with WORKER_PROCESSES=0: in
+        process mode handlers run in worker processes, which cannot receive an object made
+        here; there, name the middleware in WORKER_MIDDLEWARE (each child imports it)."""
+        if self.server_settings.worker_processes > 0:
+            raise ConfigError(
+                "add_middleware needs WORKER_PROCESSES=0: with worker processes, handlers run "
+                "in processes that cannot receive this object; name the middleware in "
+                "WORKER_MIDDLEWARE instead (module:attribute), and each process imports it"
+            )
         self._middleware.add(middleware)
 
     def add_route(self, path: str, resource: object) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -59,6 +59,52 @@ class GaugeSource(Protocol):
     def count_jobs(self) -> Any: ...  # store.base.Counts
 
     def dispatcher_status(self) -> Any: ...  # DispatcherStatus | None
+
+    def worker_processes(self) -> list[dict[str, Any]]: ...  # one snapshot per child
+
+
+class _PoolGauges(Collector):
+    """The worker processes, one sample per child (`worker` label), read at scrape time
+    from the figures their supervisors keep."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        children = self._metrics.worker_processes()
+        label = ["worker"]
+        busy = GaugeMetricFamily(
+            "workstream_worker_process_busy_slots", "Slots running a job.", labels=label
+        )
+        slots = GaugeMetricFamily(
+            "workstream_worker_process_slots", "Handler threads of the child.", labels=label
+        )
+        rss = GaugeMetricFamily(
+            "workstream_worker_process_rss_bytes",
+            "Resident memory the child reported.",
+            labels=label,
+        )
+        loop = GaugeMetricFamily(
+            "workstream_worker_process_crash_loop", "1 while children die at start.", labels=label
+        )
+        jobs = CounterMetricFamily(
+            "workstream_worker_process_jobs", "Attempts the children finished.", labels=label
+        )
+        restarts = CounterMetricFamily(
+            "workstream_worker_process_restarts",
+            "Children replaced, by cause (crashed, timed_out, recycled, failed_to_start).",
+            labels=["worker", "cause"],
+        )
+        for child in children:
+            name = [child["name"]]
+            busy.add_metric(name, child["busy"])
+            slots.add_metric(name, child["slots"])
+            rss.add_metric(name, child["rss_bytes"] or 0)
+            loop.add_metric(name, 1 if child["crash_loop"] else 0)
+            jobs.add_metric(name, child["jobs_run"])
+            for cause, count in child["restarts"].items():
+                restarts.add_metric([child["name"], cause], count)
+        yield from (busy, slots, rss, loop, jobs, restarts)
 
 
 class _StoreGauges(Collector):
@@ -177,6 +223,7 @@ class Metrics:
             registry=r,
         )
         r.register(_StoreGauges(self))
+        r.register(_PoolGauges(self))
 
     def bind(self, source: GaugeSource) -> None:
         """Where the gauges read from (the engine: its store and its Dispatcher)."""
@@ -243,6 +290,11 @@ class Metrics:
             out["workers"] = status.workers
         return out
 
+    def worker_processes(self) -> list[dict[str, Any]]:
+        """The children's figures (empty in thread mode)."""
+        reader = getattr(self._source, "worker_processes", None)
+        return list(reader()) if reader is not None else []
+
     def snapshot(self) -> dict[str, Any]:
         """The JSON form of /metrics (SPEC section 4)."""
         with self._lock:
@@ -263,6 +315,7 @@ class Metrics:
             "busy_workers": gauges["busy_workers"],
             "workers": gauges["workers"],
             "jobs_by_status": gauges["by_status"],
+            "worker_processes": self.worker_processes(),
         }
 
     def exposition(self) -> tuple[str, bytes]:

@@ -48,6 +48,7 @@ from workstream.jobs.events import JOB_STARTED
 from workstream.jobs.retry import RetryPolicy
 from workstream.logs import log_job_events
 from workstream.metrics import Metrics
+from workstream.proc.spec import ChildSpec
 from workstream.start_rate import StartRate
 from workstream.store import store_from_url
 from workstream.store.base import Store
@@ -98,6 +99,21 @@ def build_handlers(settings: Settings) -> HandlerTable:
     return handler_table(settings.job_handlers, email=email, webhook=webhook)
 
 
+def child_spec(settings: Settings) -> ChildSpec:
+    """What every worker process is told (its name and thread count are the pool's)."""
+    email, webhook = handler_options(settings)
+    return ChildSpec(
+        name="worker",
+        threads=1,
+        job_handlers=settings.job_handlers,
+        worker_middleware=settings.worker_middleware,
+        email=email,
+        webhook=webhook,
+        log_level=settings.log_level,
+        log_format=settings.log_format,
+    )
+
+
 class System:
     """Everything, built from settings. Tests inject the store, handlers, clock and ids,
     and may leave the HTTP port closed (`serve_http=False`)."""
@@ -132,6 +148,9 @@ class System:
                 lease_duration=settings.lease_duration,
                 max_retries=settings.max_retries,
                 shutdown_timeout=settings.shutdown_timeout,
+                worker_processes=settings.worker_processes,
+                worker_max_jobs=settings.worker_max_jobs,
+                worker_max_memory=settings.worker_max_memory,
             ),
             store=self.store,
             handlers=self.handlers,
@@ -141,6 +160,7 @@ class System:
             retry_policy=RetryPolicy(settings.retry_backoff, settings.retry_backoff_max, jitter),
             events=self.events,
             middleware=self.middleware,
+            child_spec=child_spec(settings),
         )
         start_rate = StartRate(clock)  # for the Retry-After of a 429
         self.events.subscribe(self.metrics.on_events)

@@ -138,6 +138,7 @@ def test_extension_settings_come_from_config_file_tables(
 def test_middleware_that_raises_does_not_lose_the_job(start_server: StartServer) -> None:
     server = start_server(
         env={
+            "WORKER_PROCESSES": "0",  # extension middleware objects run with threads only
             "WORKER_MIDDLEWARE": f"{BAD}.raising_middleware:RaisesBefore,"
             f"{BAD}.raising_middleware:RaisesAfter",
             "EXTENSIONS": "examples.middleware_timing",

@@ -149,7 +149,10 @@ def test_sigkill_then_restart_finishes_every_acknowledged_job(
 def test_a_handler_that_kills_the_process_ends_failed_and_others_complete(
     start_server: StartServer, workdir: Path
 ) -> None:
+    # Threads: the handler's os._exit takes the whole server down (with worker processes
+    # only its child goes: tests/e2e/test_worker_processes.py).
     env = {**PROBES, "PROBE_LEDGER": str(workdir / "ledger"), "WORKER_COUNT": "2"}
+    env["WORKER_PROCESSES"] = "0"
     server = start_server(env=env)
     good = [submit(server, "probe", {})["id"] for _ in range(5)]
     poison = submit(server, "probe", {"exit": True}, max_retries=2)["id"]

@@ -27,6 +27,7 @@ FAST = Settings(
     job_queue_capacity=10_000,
     shutdown_timeout=5.0,
     worker_count=4,
+    worker_processes=0,  # handlers defined in test modules: a child could not import them
 )
 
 

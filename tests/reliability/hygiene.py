@@ -39,6 +39,7 @@ class ErrorResponse:
     status: int
     headers: dict[str, str]
     body: bytes
+    echoed: tuple[str, ...] = ()  # what the client itself sent (a path id): not a leak
 
 
 class ErrorCollector:
@@ -48,10 +49,12 @@ class ErrorCollector:
         self._lock = threading.Lock()
         self.responses: list[ErrorResponse] = []
 
-    def add(self, where: str, status: int, headers: Any, body: bytes) -> None:
+    def add(
+        self, where: str, status: int, headers: Any, body: bytes, echoed: tuple[str, ...] = ()
+    ) -> None:
         lowered = {str(k).lower(): str(v) for k, v in dict(headers).items()}
         with self._lock:
-            self.responses.append(ErrorResponse(where, status, lowered, body))
+            self.responses.append(ErrorResponse(where, status, lowered, body, echoed))
 
     def __len__(self) -> int:
         with self._lock:
@@ -75,6 +78,8 @@ def problems_of(response: ErrorResponse) -> list[str]:
     elif response.status >= 500 and not body.get("request_id"):
         found.append("a 5xx without request_id")
     exposed = text + "\n" + "\n".join(f"{k}: {v}" for k, v in response.headers.items())
+    for sent in response.echoed:
+        exposed = exposed.replace(sent, "")
     for name, pattern in LEAK_PATTERNS.items():
         match = pattern.search(exposed)
         if match:

@@ -79,7 +79,9 @@ def _runs_of(harness: Harness, pid: int) -> tuple[int, int]:
 
 
 def test_sigterm_a_running_jobs_finish_and_it_exits_zero(harness: Harness) -> None:
-    server = harness.start(WORKER_COUNT="4", JOB_QUEUE_CAPACITY="10000")
+    # Threads: runs are counted by the server's pid (with worker processes, the probe runs
+    # in children: tests/e2e/test_worker_processes.py covers their SIGTERM drain).
+    server = harness.start(WORKER_COUNT="4", JOB_QUEUE_CAPACITY="10000", WORKER_PROCESSES="0")
     assert server.proc is not None
     pid = server.proc.pid
     load = harness.load(probe(0.3), threads=4, rate=40).start()
@@ -93,7 +95,7 @@ def test_sigterm_a_running_jobs_finish_and_it_exits_zero(harness: Harness) -> No
     # Every run the server started, it finished before exiting.
     assert code == 0 and runs_started == runs_ended, (code, runs_started, runs_ended)
     assert not [job for job in harness.jobs() if job["status"] == "processing"]
-    harness.start(WORKER_COUNT="4", JOB_QUEUE_CAPACITY="10000")
+    harness.start(WORKER_COUNT="4", JOB_QUEUE_CAPACITY="10000", WORKER_PROCESSES="0")
     harness.wait_quiescent(timeout=60)
     fig = harness.figures(
         "sigterm_a", answers, exit_code=code, exit_s=round(exit_s, 2), runs_at_exit=runs_started
@@ -107,7 +109,7 @@ def test_sigterm_b_jobs_past_the_timeout_go_back_to_pending_uncounted(
 ) -> None:
     block = tmp_path / "block"
     block.write_text("")
-    env = {"WORKER_COUNT": "4", "SHUTDOWN_TIMEOUT": "1s"}
+    env = {"WORKER_COUNT": "4", "SHUTDOWN_TIMEOUT": "1s", "WORKER_PROCESSES": "0"}  # by pid
     server = harness.start(**env)
     assert server.proc is not None
     load = harness.load(probe(0.0, block=str(block)), threads=2, total=6).start()
@@ -134,7 +136,7 @@ def test_sigterm_c_then_sigkill_two_seconds_later_recovers_at_the_next_start(
 ) -> None:
     block = tmp_path / "block"
     block.write_text("")
-    env = {"WORKER_COUNT": "4", "SHUTDOWN_TIMEOUT": "30s"}
+    env = {"WORKER_COUNT": "4", "SHUTDOWN_TIMEOUT": "30s", "WORKER_PROCESSES": "0"}  # by pid
     server = harness.start(**env)
     assert server.proc is not None
     load = harness.load(probe(0.0, block=str(block)), threads=2, total=6).start()
@@ -274,6 +276,7 @@ def test_poison_pills_end_failed_while_other_jobs_progress(harness: Harness) -> 
         "JOB_QUEUE_CAPACITY": "10000",
         "RETRY_BACKOFF": "100ms",
         "SWEEPER_INTERVAL": "100ms",
+        "WORKER_PROCESSES": "0",  # threads: a handler that kills its process kills the server
     }
     first = harness.start(**env)
     load = harness.load(probe(0.01), threads=2, rate=30).start()

@@ -19,9 +19,11 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "domain": (("errors.py", "units.py", "jobs/"), DOMAIN),
     "config": (("converters.py", "config.py"), (*DOMAIN, "converters", "config")),
     "handlers": (("handlers/",), (*DOMAIN, "handlers")),
+    # Worker processes: the child program and the parent's handle on it (no actors).
+    "processes": (("proc/",), (*DOMAIN, "handlers", "logs", "proc")),
     "store": (("store/",), (*DOMAIN, "store")),
     "observability": (("metrics.py", "logs.py", "start_rate.py"), DOMAIN),
-    "actors": (("actors/",), (*DOMAIN, "handlers", "store.base", "actors")),
+    "actors": (("actors/",), (*DOMAIN, "handlers", "store.base", "proc", "actors")),
     "http": (("http/",), (*DOMAIN, "http")),
     "client": (("client/", "client.py"), (*DOMAIN, "client")),
     # The composition root and the extension API it hands to extensions.
@@ -33,6 +35,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "config",
             "handlers",
             "store",
+            "proc",
             "actors",
             "http",
             *OBSERVABILITY,
@@ -54,7 +57,7 @@ LIBRARY_HOMES = {
 
 # Modules that define an actor: none of them imports another (messages live apart).
 ACTOR_MODULES = ("actors/registry.py", "actors/dispatcher.py", "actors/worker.py")
-ACTOR_MODULES += ("actors/sweeper.py",)
+ACTOR_MODULES += ("actors/sweeper.py", "actors/process_worker.py")
 
 
 def modules() -> list[Path]:

@@ -16,6 +16,7 @@ from workstream.jobs.events import (
     JobEvent,
 )
 from workstream.metrics import Metrics
+from workstream.proc.supervision import CRASHED, ChildStats
 from workstream.store.base import Counts
 
 
@@ -109,3 +110,34 @@ def test_each_instance_has_its_own_registry() -> None:
     first, second = Metrics(), Metrics()
     first.on_events([event(JOB_CREATED)])
     assert samples(second).get(("workstream_jobs_created_total", (("type", "echo"),))) is None
+
+
+class PoolSource(Source):
+    def worker_processes(self) -> list[dict[str, object]]:
+        stats = ChildStats(name="worker-1", slots=4, pid=42, busy=3, jobs_run=17, rss=5_000_000)
+        stats.count_restart(CRASHED)
+        stats.count_restart(CRASHED)
+        return [stats.snapshot()]
+
+
+def test_the_worker_processes_show_one_sample_per_child() -> None:
+    metrics = Metrics()
+    metrics.bind(PoolSource())
+    got = samples(metrics)
+    child = (("worker", "worker-1"),)
+    assert got[("workstream_worker_process_busy_slots", child)] == 3
+    assert got[("workstream_worker_process_slots", child)] == 4
+    assert got[("workstream_worker_process_rss_bytes", child)] == 5_000_000
+    assert got[("workstream_worker_process_jobs_total", child)] == 17
+    assert got[("workstream_worker_process_crash_loop", child)] == 0
+    crashed = (("cause", "crashed"), ("worker", "worker-1"))
+    assert got[("workstream_worker_process_restarts_total", crashed)] == 2
+    [snapshot] = metrics.snapshot()["worker_processes"]
+    assert snapshot["pid"] == 42 and snapshot["restarts"]["recycled"] == 0
+
+
+def test_thread_mode_has_no_worker_process_samples() -> None:
+    metrics = Metrics()
+    metrics.bind(Source())
+    assert not any(name.startswith("workstream_worker_process") for name, _ in samples(metrics))
+    assert metrics.snapshot()["worker_processes"] == []

@@ -5,13 +5,15 @@ otherwise they go to the Registry with the capacity as their limit, and the Regi
 it inside the same transaction that stores them, so a refused job is never stored and a
 stored job is never refused.
 
-Hand-out: the Dispatcher keeps the idle Workers. When some are idle and jobs may be due, it
-asks the Registry to claim as many jobs as there are idle Workers (one claim in flight at a
-time) and gives one to each. It learns that jobs may be due from job events (created,
-retried, recovered, released), from Workers going idle after a full claim, and from an
-alarm set with the Ticker for the earliest delayed job or retry: a `job_failed` event with
-runs left carries its `run_at`, and the claim made at that time re-queues the job (so a
-retry starts when RETRY_BACKOFF says, not at the next sweep).
+Hand-out: the Dispatcher keeps the idle slots (an in-process Worker is one slot; a process
+Worker has one per handler thread of its child). When some are idle and jobs may be due, it
+asks the Registry to claim as many jobs as there are idle slots (one claim in flight at a
+time) and gives one to each. A slot whose worker process is down is closed (`SlotClosed`):
+neither busy nor idle until its Worker says `WorkerIdle` again. It learns that jobs may be
+due from job events (created, retried, recovered, released), from Workers going idle after
+a full claim, and from an alarm set with the Ticker for the earliest delayed job or retry:
+a `job_failed` event with runs left carries its `run_at`, and the claim made at that time
+re-queues the job (so a retry starts when RETRY_BACKOFF says, not at the next sweep).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pykka
 from workstream.actors.dispatcher_messages import (
     Alarm,
     DispatcherStatus,
+    SlotClosed,
     StartHandout,
     Status,
     StopHandout,
@@ -75,8 +78,10 @@ class Dispatcher(pykka.ThreadingActor):
         self._capacity = capacity
         self._clock = clock
         self._schedule = schedule  # ticker.at(when, fn); None in isolated tests
-        self._idle: list[pykka.ActorRef[Any]] = []
-        self._workers: set[str] = set()
+        # Idle slots, and every open slot (idle or busy), as (worker, slot).
+        self._idle: list[tuple[pykka.ActorRef[Any], int]] = []
+        self._slots: set[tuple[str, int]] = set()
+        self._idle_keys: set[tuple[str, int]] = set()
         self._accepting = True
         # Held at start-up until `StartHandout`: recovery and the extensions come first.
         self._handing_out = not held
@@ -98,7 +103,7 @@ class Dispatcher(pykka.ThreadingActor):
 
     @property
     def _busy(self) -> int:
-        return len(self._workers) - len(self._idle)
+        return len(self._slots) - len(self._idle)
 
     def _submit(self, message: Submit) -> None:
         create = message.create
@@ -110,11 +115,26 @@ class Dispatcher(pykka.ThreadingActor):
         self._registry.tell(dataclasses.replace(create, limit=self._capacity))
 
     def _worker_idle(self, message: WorkerIdle) -> None:
-        self._workers.add(message.worker.actor_urn)
-        self._idle.append(message.worker)
+        key = (message.worker.actor_urn, message.slot)
+        if key in self._idle_keys:
+            return  # said twice: one slot is still one slot
+        self._slots.add(key)
+        self._idle_keys.add(key)
+        self._idle.append((message.worker, message.slot))
+        self._check_all_idle()
+        self._pump()
+
+    def _slot_closed(self, message: SlotClosed) -> None:
+        key = (message.worker.actor_urn, message.slot)
+        self._slots.discard(key)
+        if key in self._idle_keys:
+            self._idle_keys.discard(key)
+            self._idle = [(ref, slot) for ref, slot in self._idle if (ref.actor_urn, slot) != key]
+        self._check_all_idle()
+
+    def _check_all_idle(self) -> None:
         if self._all_idle is not None and self._busy == 0:
             self._all_idle.set()
-        self._pump()
 
     def _job_events(self, message: JobEvents) -> None:
         now = self._clock()
@@ -139,7 +159,9 @@ class Dispatcher(pykka.ThreadingActor):
         unplaced = []
         for job in jobs:
             if self._handing_out and self._idle:
-                self._idle.pop().tell(Run(job))
+                worker, slot = self._idle.pop()
+                self._idle_keys.discard((worker.actor_urn, slot))
+                worker.tell(Run(job, slot))
             else:
                 unplaced.append(job.id)
         if unplaced:
@@ -207,7 +229,7 @@ class Dispatcher(pykka.ThreadingActor):
         answer(
             message.reply,
             DispatcherStatus(
-                workers=len(self._workers),
+                workers=len(self._slots),
                 idle=len(self._idle),
                 busy=self._busy,
                 accepting=self._accepting,
@@ -218,6 +240,7 @@ class Dispatcher(pykka.ThreadingActor):
     _HANDLERS: dict[type, Callable[..., Any]] = {
         Submit: _submit,
         WorkerIdle: _worker_idle,
+        SlotClosed: _slot_closed,
         JobEvents: _job_events,
         _ClaimDone: _claim_done,
         Alarm: _alarm,

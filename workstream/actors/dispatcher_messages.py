@@ -19,7 +19,19 @@ class Submit:
 
 @dataclass(frozen=True, slots=True)
 class WorkerIdle:
+    """This slot of this Worker can take a job now."""
+
     worker: pykka.ActorRef[Any]
+    slot: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SlotClosed:
+    """This slot runs nothing and takes nothing until its Worker says `WorkerIdle` again
+    (its worker process died, is being replaced or recycled). Not busy, not idle."""
+
+    worker: pykka.ActorRef[Any]
+    slot: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,10 @@ class Gateway:
         except (ServiceBusy, ShuttingDown):
             return None
 
-    def job_types(self) -> builtins.list[str]:  # `list` is a method here
+    def worker_processes(self) -> builtins.list[dict[str, Any]]:  # `list` is a method here
+        return [stats.snapshot() for stats in self._system.child_stats]
+
+    def job_types(self) -> builtins.list[str]:
         return self._system.handlers.types()
 
     def health(self) -> Health:
@@ -168,7 +171,15 @@ class Gateway:
             system.store.ping()
         except StorageUnavailable:
             return Health(False, "unavailable", {"reason": "storage unreachable"})
-        return Health(True, "ok", {"workers": system.workers_alive()})
+        looping = [stats.name for stats in system.child_stats if stats.crash_loop]
+        if looping and len(looping) == len(system.child_stats):
+            return Health(
+                False, "unavailable", {"reason": "every worker process dies at start (crash loop)"}
+            )
+        details: dict[str, Any] = {"workers": system.workers_alive()}
+        if looping:  # some children keep dying: still serving, but say so
+            details["worker_processes_crash_looping"] = looping
+        return Health(True, "ok", details)
 
     def stats(self) -> dict[str, Any]:
         return self._metrics.snapshot()

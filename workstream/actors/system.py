@@ -27,6 +27,8 @@ from workstream.actors.ask import ask
 from workstream.actors.dispatcher import Dispatcher
 from workstream.actors.dispatcher_messages import StartHandout, StopHandout, Wake
 from workstream.actors.events import EventBus
+from workstream.actors.process_worker import ProcessWorker
+from workstream.actors.process_worker_messages import AwaitReady
 from workstream.actors.registry import Registry
 from workstream.actors.registry_messages import Barrier, Recover, Release, RenewLeases, Sweep, Swept
 from workstream.actors.sweeper import Sweeper
@@ -39,11 +41,14 @@ from workstream.handlers import HandlerTable
 from workstream.handlers.middleware import MiddlewareChain
 from workstream.jobs.events import JOB_COMPLETED, JOB_FAILED, MAKES_WORK, JobEvent
 from workstream.jobs.retry import RetryPolicy
+from workstream.proc.spec import ChildSpec
+from workstream.proc.supervision import ChildStats
 from workstream.store.base import Store
 
 log = logging.getLogger(__name__)
 
 CONTROL_TIMEOUT = 10.0  # bound on the system's own asks during start-up and shutdown
+CHILD_START_TIMEOUT = 60.0  # a worker process imports the handlers (on a busy box: slowly)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,17 @@ class Tuning:
     lease_duration: float = 30.0
     max_retries: int = 3
     shutdown_timeout: float = 30.0
+    worker_processes: int = 0  # 0: in-process Workers, one thread each
+    worker_max_jobs: int = 0
+    worker_max_memory: int = 0
+
+
+def process_shares(worker_count: int, processes: int) -> list[int]:
+    """WORKER_COUNT threads shared among the processes (never a process with none): 10
+    over 3 is [4, 3, 3]."""
+    processes = min(processes, worker_count)
+    base, extra = divmod(worker_count, processes)
+    return [base + (1 if index < extra else 0) for index in range(processes)]
 
 
 @dataclass(frozen=True)
@@ -82,8 +98,11 @@ class ActorSystem:
         retry_policy: RetryPolicy,
         events: EventBus | None = None,
         middleware: MiddlewareChain | None = None,
+        child_spec: ChildSpec | None = None,
     ) -> None:
         self.tuning = tuning
+        self.child_spec = child_spec or ChildSpec(name="worker", threads=1)
+        self.child_stats: list[ChildStats] = []
         self.store = store
         self.handlers = handlers
         self.owner = owner
@@ -141,19 +160,22 @@ class ActorSystem:
         # Told first: it starts work, and a job's start should not wait for its
         # `job_created` log line and metrics (published on the Registry's thread).
         self.events.subscribe_actor(self.dispatcher, kinds=MAKES_WORK, first=True)
-        self.workers = [
-            Worker.start(
-                name=f"worker-{index}",
-                owner=self.owner,
-                handlers=self.handlers,
-                registry=self.registry,
-                dispatcher=self.dispatcher,
-                events=self.events,
-                middleware=self.middleware,
-                clock=self.clock,
-            )
-            for index in range(1, tuning.worker_count + 1)
-        ]
+        if tuning.worker_processes > 0:
+            self._start_process_workers()
+        else:
+            self.workers = [
+                Worker.start(
+                    name=f"worker-{index}",
+                    owner=self.owner,
+                    handlers=self.handlers,
+                    registry=self.registry,
+                    dispatcher=self.dispatcher,
+                    events=self.events,
+                    middleware=self.middleware,
+                    clock=self.clock,
+                )
+                for index in range(1, tuning.worker_count + 1)
+            ]
         self.sweeper = Sweeper.start(registry=self.registry)
         sweeper, registry = self.sweeper, self.registry
         self.ticker.every(tuning.sweeper_interval, lambda: sweeper.tell(Tick()))
@@ -163,6 +185,37 @@ class ActorSystem:
             self.ticker.every(tuning.sweeper_interval, self.wake_dispatcher)
         self.ticker.start()
         self.store.watch(self.wake_dispatcher)
+
+    def _start_process_workers(self) -> None:
+        """One process Worker per child, each with its share of WORKER_COUNT threads; start-up
+        waits until every child has imported the handlers (or stops: ConfigError, exit 2)."""
+        assert self.registry is not None and self.dispatcher is not None
+        tuning = self.tuning
+        ticker = self.ticker
+        for index, threads in enumerate(
+            process_shares(tuning.worker_count, tuning.worker_processes), start=1
+        ):
+            name = f"worker-{index}"
+            stats = ChildStats(name=name, slots=threads)
+            self.child_stats.append(stats)
+            self.workers.append(
+                ProcessWorker.start(
+                    name=name,
+                    owner=self.owner,
+                    spec=self.child_spec.replace(name=name, threads=threads),
+                    handlers=self.handlers,
+                    registry=self.registry,
+                    dispatcher=self.dispatcher,
+                    events=self.events,
+                    after=ticker.after,
+                    stats=stats,
+                    max_jobs=tuning.worker_max_jobs,
+                    max_memory=tuning.worker_max_memory,
+                    clock=self.clock,
+                )
+            )
+        for ref in self.workers:
+            ask(ref, lambda reply: AwaitReady(reply), CHILD_START_TIMEOUT)
 
     def open(self) -> None:
         """Recover what an earlier run left `processing`, then start handing out jobs.
@@ -214,6 +267,10 @@ class ActorSystem:
         return down
 
     def workers_alive(self) -> int:
+        """Handler threads whose Worker runs: WORKER_COUNT in either mode when all is well."""
+        if self.child_stats:
+            pairs = zip(self.workers, self.child_stats, strict=True)
+            return sum(stats.slots for ref, stats in pairs if ref.is_alive())
         return sum(1 for ref in self.workers if ref.is_alive())
 
     # -- stop ---------------------------------------------------------------------------
@@ -284,9 +341,14 @@ class ActorSystem:
     def stop_actors(self) -> None:
         """Top-down: the ticker first (no more ticks), the Registry last."""
         self.ticker.stop()
+        stopping = []
         for ref in (self.sweeper, *self.workers, self.dispatcher):
             if ref is not None:
-                ref.stop(block=False)  # a Worker stuck in a handler never reads it: fine
+                stopping.append(ref.stop(block=False))  # a stuck Worker never reads it: fine
+        if self.tuning.worker_processes > 0:
+            for future in stopping:  # process Workers stop their children: wait for that
+                with contextlib.suppress(pykka.Timeout):
+                    future.get(timeout=CONTROL_TIMEOUT)
         if self.registry is not None:
             try:
                 self.registry.stop(block=True, timeout=CONTROL_TIMEOUT)

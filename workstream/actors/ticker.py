@@ -2,7 +2,8 @@
 
 Actors never sleep: the ticker calls short functions (always a `tell`) at given moments:
 periodic ticks (the Sweeper every SWEEPER_INTERVAL, lease renewal every LEASE_DURATION/3)
-and one-shot alarms (the Dispatcher's wake-up for the next delayed job).
+and one-shot alarms (the Dispatcher's wake-up for the next delayed job; a process Worker's
+handler deadlines, kill grace and restart backoff).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class Ticker:
     def at(self, when: float, fn: Callable[[], None]) -> None:
         """Call `fn` once at wall-clock time `when` (Unix seconds), or at once if past."""
         self._push(self._monotonic() + max(0.0, when - self._clock()), None, fn)
+
+    def after(self, seconds: float, fn: Callable[[], None]) -> None:
+        """Call `fn` once `seconds` from now (monotonic: a deadline, not a wall-clock time)."""
+        self._push(self._monotonic() + max(0.0, seconds), None, fn)
 
     def _push(self, due: float, interval: float | None, fn: Callable[[], None]) -> None:
         with self._cond:

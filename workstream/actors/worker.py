@@ -25,12 +25,12 @@ import pykka
 
 from workstream.actors.dispatcher_messages import WorkerIdle
 from workstream.actors.events import EventBus
+from workstream.actors.job_start import started_event
 from workstream.actors.registry_messages import AttemptEnded, Finish, Outcome
 from workstream.actors.worker_messages import Run
 from workstream.handlers import Handler, HandlerTable
 from workstream.handlers.invoke import Timing, call_error, call_handler, describe_exception, invoke
 from workstream.handlers.middleware import Call, Middleware, MiddlewareChain
-from workstream.jobs.events import JOB_STARTED, JobEvent
 from workstream.jobs.model import Job, JobContext
 
 log = logging.getLogger(__name__)
@@ -99,23 +99,7 @@ class PublishStart(Middleware):
         self._clock = clock
 
     def before(self, call: Call) -> None:
-        job = call.job
-        due = job.run_at if job.run_at is not None else job.created_at
-        now = self._clock()
-        started_at = job.started_at or now
-        self._events.publish(
-            [
-                JobEvent(
-                    JOB_STARTED,
-                    job.id,
-                    job.type,
-                    job.attempts,
-                    now,
-                    worker=call.worker,
-                    queue_wait=max(0.0, started_at - due),
-                )
-            ]
-        )
+        self._events.publish([started_event(call.job, call.worker, self._clock())])
 
 
 class Worker(pykka.ThreadingActor):

@@ -9,6 +9,8 @@ from workstream.jobs.model import Job
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """To a Worker: run this claimed job."""
+    """To a Worker: run this claimed job, in this slot (a process Worker has one slot per
+    handler thread of its child; an in-process Worker has one, slot 0)."""
 
     job: Job
+    slot: int = 0

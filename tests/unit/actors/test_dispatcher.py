@@ -14,6 +14,7 @@ from tests.support import FakeClock, Recorder, make_job, messages
 from workstream.actors.dispatcher import CLAIM_RETRY_DELAY, Dispatcher
 from workstream.actors.dispatcher_messages import (
     DispatcherStatus,
+    SlotClosed,
     StartHandout,
     Status,
     StopHandout,
@@ -359,3 +360,39 @@ def test_hand_out_stays_stopped_if_shutdown_began_before_it_started(
     disp.ref.tell(StartHandout())
     disp.settle()
     assert disp.claims() == [] and disp.status().handing_out is False
+
+
+def test_a_process_worker_is_handed_out_per_slot(disp: Harness) -> None:
+    disp.script.script.extend([Claimed([make_job("a")], None), Claimed([make_job("b")], None)])
+    worker = Recorder.start()
+    disp.workers.append(worker)
+    for slot in (0, 1, 2):
+        disp.ref.tell(WorkerIdle(worker, slot))
+    disp.ref.tell(WorkerIdle(worker, 2))  # said twice: still one slot
+    disp.settle()
+    runs = [m for m in messages(worker) if isinstance(m, Run)]
+    assert sorted(run.job.id for run in runs) == ["a", "b"]
+    assert len({run.slot for run in runs}) == 2  # two slots, one job each
+    status = disp.status()
+    assert (status.workers, status.idle, status.busy) == (3, 1, 2)
+    worker.stop()
+
+
+def test_closed_slots_are_neither_busy_nor_idle_and_let_the_drain_end(disp: Harness) -> None:
+    disp.script.script.append(Claimed([make_job("a")], None))
+    worker = Recorder.start()
+    disp.workers.append(worker)
+    disp.ref.tell(WorkerIdle(worker, 0))
+    disp.settle()
+    disp.ref.tell(WorkerIdle(worker, 1))
+    all_idle = threading.Event()
+    busy: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    disp.ref.tell(StopHandout(busy, all_idle))
+    assert busy.get(timeout=2) == 1  # slot 0 runs "a"
+    disp.ref.tell(SlotClosed(worker, 1))  # its child is going: the idle slot closes
+    disp.ref.tell(SlotClosed(worker, 0))  # ... and the running one (its attempt failed)
+    disp.settle()
+    assert all_idle.is_set()
+    status = disp.status()
+    assert (status.workers, status.idle, status.busy) == (0, 0, 0)
+    worker.stop()
