@@ -94,8 +94,10 @@ def cpu_workstream(
         probe.start()
         _wait(records, count, server.proc, server.log)
     finally:
-        probe.stop()
-        code = server.stop()
+        try:
+            probe.stop()
+        finally:
+            code = server.stop()
     rows = record.read(records)
     completed = count_status(server.db, "completed")
     if len(rows) != count or completed != count or code != 0:

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any
 
 from workstream import handler
+
+
+def _server_pid() -> int:
+    """The WorkStream server's pid: this process's, or in a worker process its parent's."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    in_child = spec is not None and spec.name == "workstream.proc.child"
+    return os.getppid() if in_child else os.getpid()
 
 
 def _ledger(job: Any, outcome: str) -> None:
@@ -22,7 +30,8 @@ def _ledger(job: Any, outcome: str) -> None:
         {
             "job_id": job.id,
             "attempt": job.attempt,
-            "pid": os.getpid(),
+            "pid": _server_pid(),  # the node that ran it, in either worker mode
+            "process": os.getpid(),
             "outcome": outcome,
             "at": time.time(),
         }
