@@ -26,6 +26,7 @@ from workstream.converters import (
     boolean,
     byte_size,
     choice,
+    convert_setting,
     database_url,
     duration,
     duration_or_zero,
@@ -300,14 +301,6 @@ class Settings:
         return out
 
 
-def _convert(setting: Setting, raw: Any, source: str) -> Any:
-    try:
-        return setting.convert(raw)
-    except ValueError as exc:
-        shown = "***" if setting.secret else repr(setting.shown(raw))
-        raise ConfigError(f"invalid {setting.env} = {shown} ({source}): {exc}") from None
-
-
 def read_config_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -352,10 +345,12 @@ def load_settings(
     values["environment"] = dict(env)
     for setting in SETTINGS:
         if flags.get(setting.name) is not None:
-            values[setting.name] = _convert(setting, flags[setting.name], f"flag {setting.flag}")
+            values[setting.name] = convert_setting(
+                setting, flags[setting.name], f"flag {setting.flag}"
+            )
         elif setting.env in env:
-            values[setting.name] = _convert(setting, env[setting.env], "environment")
+            values[setting.name] = convert_setting(setting, env[setting.env], "environment")
         elif setting.name in file_values:
-            values[setting.name] = _convert(setting, file_values[setting.name], f"in {path}")
+            values[setting.name] = convert_setting(setting, file_values[setting.name], f"in {path}")
     settings = Settings(**values)
     return settings

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from workstream.errors import ConfigError
 from workstream.units import parse_duration
 
 # -- converters: raw value (str from env/flags, or a TOML value) -> typed value -------------
@@ -246,3 +247,14 @@ class Setting:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+
+def convert_setting(setting: Setting, raw: Any, source: str, env: str | None = None) -> Any:
+    """`setting.convert(raw)`, or a ConfigError (exit 2) naming the variable (`env`, by
+    default the setting's own), where the value came from, and the value as it may be
+    shown. The core's settings and every extension's section are checked by this."""
+    try:
+        return setting.convert(raw)
+    except ValueError as exc:
+        shown = "***" if setting.secret else repr(setting.shown(raw))
+        raise ConfigError(f"invalid {env or setting.env} = {shown} ({source}): {exc}") from None

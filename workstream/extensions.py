@@ -34,7 +34,7 @@ import pykka
 from workstream.actors.events import EventBus
 from workstream.actors.ticker import Ticker
 from workstream.config import Settings
-from workstream.converters import Setting
+from workstream.converters import Setting, convert_setting
 from workstream.errors import ConfigError
 from workstream.handlers import import_module_for
 from workstream.handlers.middleware import Middleware, MiddlewareChain
@@ -130,11 +130,7 @@ class ExtensionContext:
             else:
                 values[row.name] = row.default
                 continue
-            try:
-                values[row.name] = row.convert(raw)
-            except ValueError as exc:
-                shown = "***" if row.secret else repr(raw)
-                raise ConfigError(f"invalid {env} = {shown} ({source}): {exc}") from None
+            values[row.name] = convert_setting(row, raw, source, env)
         return values
 
 
