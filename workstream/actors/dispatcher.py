@@ -85,7 +85,6 @@ class Dispatcher(pykka.ThreadingActor):
         self._accepting = True
         # Held at start-up until `StartHandout`: recovery and the extensions come first.
         self._handing_out = not held
-        self._stopped = False
         self._maybe_due = True  # jobs may be due: claim when workers are idle
         self._claiming = False
         # A wake-up came while a claim was in flight: that claim may have read the queue
@@ -211,13 +210,12 @@ class Dispatcher(pykka.ThreadingActor):
         self._registry.tell(Claim(asked, Callback(claimed)))
 
     def _start_handout(self, message: StartHandout) -> None:
-        if self._stopped:
+        if not self._accepting:
             return  # shutdown began first: hand-out stays stopped
         self._handing_out = True
         self._pump()
 
     def _stop_handout(self, message: StopHandout) -> None:
-        self._stopped = True
         self._accepting = False
         self._handing_out = False
         self._all_idle = message.all_idle
