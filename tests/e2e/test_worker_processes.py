@@ -186,3 +186,32 @@ def test_a_child_that_cannot_import_its_handlers_stops_start_up_with_exit_2(
         "JOB_HANDLERS: module 'tests.e2e.child_only_failure' failed while importing: "
         "RuntimeError: not in a worker process"
     ) in done.stderr
+
+
+def test_a_crash_loop_shows_in_health_and_metrics_and_ends_when_children_live(
+    start_server: StartServer, workdir: Path
+) -> None:
+    flag = workdir / "crash"
+    env = settings(workdir, WORKER_PROCESSES="1", WORKER_COUNT="1", CRASH_FLAG=str(flag))
+    env["JOB_HANDLERS"] = "tests.e2e.proc_handlers,tests.e2e.crash_at_import"
+    server = start_server(env=env)
+    [first] = child_pids(server)
+    flag.touch()
+    os.kill(first, signal.SIGKILL)  # each replacement now dies as it imports its handlers
+    server.wait_for_log("worker_process_crash_loop", timeout=WAIT)
+    status, _, health = server.request("GET", "/health")
+    assert status == 503
+    assert health["reason"] == "every worker process dies at start (crash loop)", health
+    _, _, text = server.request("GET", "/metrics", headers={"Accept": "text/plain"})
+    [loop] = [
+        line
+        for line in text.splitlines()
+        if line.startswith("workstream_worker_process_crash_loop{")
+    ]
+    assert loop.endswith(" 1.0"), loop
+    job_id = submit(server, "nap", {"seconds": 0.1})  # still admitted while no child lives
+    flag.unlink()  # the next replacement (after its backoff) lives
+    server.wait_for_log("worker_process_recovered", timeout=WAIT)
+    wait_until(lambda: server.request("GET", "/health")[0] == 200, WAIT, "/health is 200 again")
+    wait_until(lambda: completed(server, job_id), WAIT, "the job waiting meanwhile completes")
+    assert job(server, job_id)["attempts"] == 1

@@ -29,6 +29,7 @@ from workstream.actors.process_worker_messages import (
     FlushRuns,
     KillChild,
     Respawn,
+    Settled,
 )
 from workstream.actors.registry_messages import Finish, Outcome, Release
 from workstream.actors.replies import Reply, answer
@@ -164,6 +165,7 @@ class ProcessWorker(pykka.ThreadingActor):
     def _ready(self, frame: dict[str, Any]) -> None:
         self._state = READY
         journal.started(self.name, frame.get("pid"), frame.get("threads"))
+        self._later(RestartPolicy.QUICK, Settled(self._generation))
         self._answer_waiters(None)
         for slot in range(self._slots.count):
             self._offer(slot)
@@ -210,6 +212,14 @@ class ProcessWorker(pykka.ThreadingActor):
         """Tell this actor `message` in `seconds` (the Ticker: actors never sleep)."""
         ref = self.actor_ref
         self._after(seconds, lambda: _tell(ref, message))
+
+    def _settled(self, message: Settled) -> None:
+        if message.generation != self._generation or self._state not in (READY, RETIRING):
+            return
+        if self._policy.crash_loop:
+            journal.recovered(self.name, self.stats.pid, self._policy.quick_deaths)
+        self._policy.settled()
+        self.stats.crash_loop = False
 
     def _respawn(self, message: Respawn) -> None:
         if self._state == DOWN:
@@ -395,5 +405,6 @@ class ProcessWorker(pykka.ThreadingActor):
         CheckDeadlines: _check_deadlines,
         KillChild: _kill_child,
         Respawn: _respawn,
+        Settled: _settled,
         AwaitReady: _await_ready,
     }

@@ -48,6 +48,14 @@ class KillChild:
 
 
 @dataclass(frozen=True, slots=True)
+class Settled:
+    """A child has been ready for `RestartPolicy.QUICK` seconds (if still `generation`): a
+    crash loop before it is over."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class Respawn:
     """From the Ticker: the backoff after a quick death is over; start a replacement."""
 

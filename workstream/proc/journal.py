@@ -43,3 +43,14 @@ def backoff(worker: str, delay: float, quick_deaths: int, crash_loop: bool) -> N
         quick_deaths=quick_deaths,
         delay_seconds=delay,
     )
+
+
+def recovered(worker: str, pid: int | None, quick_deaths: int) -> None:
+    note(
+        logging.INFO,
+        "worker_process_recovered",
+        "worker process lives again: the crash loop is over",
+        worker,
+        pid,
+        quick_deaths=quick_deaths,
+    )

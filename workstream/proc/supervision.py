@@ -47,6 +47,10 @@ class RestartPolicy:
         self.quick_deaths += 1
         return min(self.CAP, self.BASE * 2 ** (self.quick_deaths - 1))
 
+    def settled(self) -> None:
+        """The child has lived `QUICK` seconds: whatever died before it, the loop is over."""
+        self.quick_deaths = 0
+
     @property
     def crash_loop(self) -> bool:
         return self.quick_deaths >= self.LOOP_AFTER

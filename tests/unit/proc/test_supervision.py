@@ -33,3 +33,15 @@ def test_a_planned_end_is_never_backed_off() -> None:
     policy.started(0.0)
     assert policy.ended(0.1, planned=True) == 0.0
     assert policy.quick_deaths == 0
+
+
+def test_a_child_still_alive_after_quick_seconds_ends_the_loop_without_dying() -> None:
+    policy = RestartPolicy()
+    for start in range(3):
+        policy.started(float(start))
+        policy.ended(start + 0.1, planned=False)
+    assert policy.crash_loop
+    policy.started(10.0)
+    policy.settled()  # the supervisor's timer, QUICK seconds after this child became ready
+    assert not policy.crash_loop
+    assert policy.ended(10.1 + RestartPolicy.QUICK, planned=False) == 0.0
