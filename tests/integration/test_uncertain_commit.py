@@ -11,6 +11,7 @@ store and SQLite are in tests/unit/actors/test_registry_uncertain_commit.py.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -168,7 +169,10 @@ def test_engine_runs_a_job_whose_claim_was_stored_despite_its_error(
     start, engines = engine_factory(lambda: lossy)  # type: ignore[arg-type, return-value]
     try:
         engine, watcher = start(handlers=[Handler("count", handler)])
-        [job] = engine.jobs.submit([JobSpec("count", max_retries=0)]).jobs
+        # Due a moment later, so that no claim shares the transaction that stores it (a
+        # claim batched with the insert would take it there, and lose that ack instead).
+        soon = time.time() + 0.3
+        [job] = engine.jobs.submit([JobSpec("count", max_retries=0, run_at=soon)]).jobs
         # Without the release, the job would sit `processing` for the 30 s lease and then
         # fail (its only attempt counted) without having run.
         watcher.wait_for(JOB_COMPLETED, timeout=10.0, job_id=job.id)

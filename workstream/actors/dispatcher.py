@@ -1,11 +1,11 @@
-"""The Dispatcher: admission and hand-out.
+"""The Dispatcher: hand-out.
 
-Admission: submissions pass through here. While draining they are refused (`ShuttingDown`);
-otherwise they go to the Registry with the capacity as their limit, and the Registry checks
-it inside the same transaction that stores them, so a refused job is never stored and a
-stored job is never refused.
+(Submissions do not pass through here: the gateway sends them to the Registry with the
+capacity as their limit, and the Registry checks it inside the transaction that stores
+them. A relay through this actor added a thread hand-off to every submission and nothing
+else.)
 
-Hand-out: the Dispatcher keeps the idle slots (an in-process Worker is one slot; a process
+The Dispatcher keeps the idle slots (an in-process Worker is one slot; a process
 Worker has one per handler thread of its child). When some are idle and jobs may be due, it
 asks the Registry to claim as many jobs as there are idle slots (one claim in flight at a
 time) and gives one to each. A slot whose worker process is down is closed (`SlotClosed`):
@@ -18,7 +18,6 @@ re-queues the job (so a retry starts when RETRY_BACKOFF says, not at the next sw
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -34,7 +33,6 @@ from workstream.actors.dispatcher_messages import (
     StartHandout,
     Status,
     StopHandout,
-    Submit,
     Wake,
     WorkerIdle,
 )
@@ -42,7 +40,6 @@ from workstream.actors.events import JobEvents
 from workstream.actors.registry_messages import Claim, Claimed, Release
 from workstream.actors.replies import Callback, answer
 from workstream.actors.worker_messages import Run
-from workstream.errors import ShuttingDown
 from workstream.jobs.events import JOB_FAILED, MAKES_WORK
 
 log = logging.getLogger(__name__)
@@ -68,14 +65,12 @@ class Dispatcher(pykka.ThreadingActor):
         self,
         *,
         registry: pykka.ActorRef[Any],
-        capacity: int,
         clock: Callable[[], float],
         schedule: Schedule | None = None,
         held: bool = False,
     ) -> None:
         super().__init__()
         self._registry = registry
-        self._capacity = capacity
         self._clock = clock
         self._schedule = schedule  # ticker.at(when, fn); None in isolated tests
         # Idle slots, and every open slot (idle or busy), as (worker, slot).
@@ -103,15 +98,6 @@ class Dispatcher(pykka.ThreadingActor):
     @property
     def _busy(self) -> int:
         return len(self._slots) - len(self._idle)
-
-    def _submit(self, message: Submit) -> None:
-        create = message.create
-        if not self._accepting:
-            answer(
-                create.reply, error=ShuttingDown("the server is shutting down; not accepting jobs")
-            )
-            return
-        self._registry.tell(dataclasses.replace(create, limit=self._capacity))
 
     def _worker_idle(self, message: WorkerIdle) -> None:
         key = (message.worker.actor_urn, message.slot)
@@ -236,7 +222,6 @@ class Dispatcher(pykka.ThreadingActor):
         )
 
     _HANDLERS: dict[type, Callable[..., Any]] = {
-        Submit: _submit,
         WorkerIdle: _worker_idle,
         SlotClosed: _slot_closed,
         JobEvents: _job_events,

@@ -8,13 +8,7 @@ from typing import Any
 
 import pykka
 
-from workstream.actors.registry_messages import Create
 from workstream.actors.replies import Reply
-
-
-@dataclass(frozen=True, slots=True)
-class Submit:
-    create: Create
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
 """The `JobService` the HTTP layer and extensions talk to: a gateway into the actors.
 
-Writes become messages to the Dispatcher (submissions) or the Registry (cancel, retry),
-each waited on with a bound (`request_timeout`): a stuck actor costs a 503, never a hung
-thread. Reads go straight to the store's reader connections and never queue behind the
-Registry. A submission carries a `Ticket`, so that a 503 is sent only for a job that was not
-stored (see `workstream.actors.replies.Ticket`).
+Writes become messages to the Registry (submit, cancel, retry), each waited on with a
+bound (`request_timeout`): a stuck actor costs a 503, never a hung thread. Reads go
+straight to the store's reader connections and never queue behind the Registry.
+
+A submission goes to the Registry directly, with the capacity as its limit: the Registry
+checks it in the transaction that stores the jobs, and a draining server refuses here,
+before anything is sent. It carries a `Ticket`, so that a 503 is sent only for a job that
+was not stored (see `workstream.actors.replies.Ticket`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, Protocol
 import pykka
 
 from workstream.actors.ask import ask
-from workstream.actors.dispatcher_messages import DispatcherStatus, Status, Submit
+from workstream.actors.dispatcher_messages import DispatcherStatus, Status
 from workstream.actors.registry_messages import Cancel, Create, Created, Retry
 from workstream.actors.replies import Ticket
 from workstream.actors.system import ActorSystem
@@ -104,15 +107,14 @@ class Gateway:
         ticket = Ticket()
         try:
             created: Created = self._request(
-                self._system.dispatcher,
-                lambda reply: Submit(
-                    Create(
-                        specs=specs,
-                        reply=reply,
-                        idempotency_key=idempotency_key,
-                        request_hash=request_hash,
-                        ticket=ticket,
-                    )
+                self._system.registry,
+                lambda reply: Create(
+                    specs=specs,
+                    reply=reply,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    ticket=ticket,
+                    limit=self._system.tuning.job_queue_capacity,
                 ),
                 ticket,
             )

@@ -152,7 +152,6 @@ class ActorSystem:
         )
         self.dispatcher = Dispatcher.start(
             registry=self.registry,
-            capacity=tuning.job_queue_capacity,
             clock=self.clock,
             schedule=self.ticker.at,
             held=True,  # until `open()`: no job starts before recovery and the extensions

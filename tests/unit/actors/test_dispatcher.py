@@ -18,17 +18,14 @@ from workstream.actors.dispatcher_messages import (
     StartHandout,
     Status,
     StopHandout,
-    Submit,
     Wake,
     WorkerIdle,
 )
 from workstream.actors.events import JobEvents
-from workstream.actors.registry_messages import Claim, Claimed, Create, Release
-from workstream.actors.replies import Ticket
+from workstream.actors.registry_messages import Claim, Claimed, Release
 from workstream.actors.worker_messages import Run
-from workstream.errors import ShuttingDown, StorageUnavailable
+from workstream.errors import StorageUnavailable
 from workstream.jobs.events import JOB_COMPLETED, JOB_CREATED, JOB_FAILED, JobEvent
-from workstream.jobs.spec import JobSpec
 
 
 class ScriptedRegistry:
@@ -85,16 +82,13 @@ class Scheduled:
 
 
 class Harness:
-    def __init__(
-        self, clock: FakeClock, actors: list[Any], capacity: int = 5, held: bool = False
-    ) -> None:
+    def __init__(self, clock: FakeClock, actors: list[Any], held: bool = False) -> None:
         self.clock = clock
         self.script = ScriptedRegistry()
         self.registry = Recorder.start(respond=self.script.respond)
         self.schedule = Scheduled()
         self.ref = Dispatcher.start(
             registry=self.registry,
-            capacity=capacity,
             clock=clock,
             schedule=self.schedule,
             held=held,
@@ -134,31 +128,6 @@ class Harness:
 @pytest.fixture
 def disp(clock: FakeClock, actors: list[Any]) -> Harness:
     return Harness(clock, actors)
-
-
-def test_submissions_go_to_the_registry_with_the_capacity_as_limit(disp: Harness) -> None:
-    reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-    ticket = Ticket()
-    sent = Create([JobSpec("echo")], reply, idempotency_key="k", request_hash="h", ticket=ticket)
-    disp.ref.tell(Submit(sent))
-    disp.settle()
-    [create] = [m for m in messages(disp.registry) if isinstance(m, Create)]
-    assert create.limit == 5
-    assert create.reply is reply
-    # Everything else goes through unchanged, the caller's ticket included.
-    assert (create.specs, create.idempotency_key, create.request_hash) == (sent.specs, "k", "h")
-    assert create.ticket is ticket
-
-
-def test_after_shutdown_begins_submissions_are_refused(disp: Harness) -> None:
-    stopped: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-    disp.ref.tell(StopHandout(stopped, threading.Event()))
-    stopped.get(timeout=2)
-    reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-    disp.ref.tell(Submit(Create([JobSpec("echo")], reply)))
-    with pytest.raises(ShuttingDown):
-        reply.get(timeout=2)
-    assert not any(isinstance(m, Create) for m in messages(disp.registry))
 
 
 def test_idle_workers_get_one_claimed_job_each(disp: Harness) -> None:
@@ -334,15 +303,13 @@ def test_outside_wake_ups_do_not_pile_up_alarms_for_a_delayed_job(disp: Harness)
     assert disp.schedule.calls.count(far) == 1  # ... but the one alarm stays the one alarm
 
 
-def test_a_held_dispatcher_admits_jobs_but_claims_nothing_until_hand_out_starts(
+def test_a_held_dispatcher_claims_nothing_until_hand_out_starts(
     clock: FakeClock, actors: list[Any]
 ) -> None:
     disp = Harness(clock, actors, held=True)
     disp.add_workers(2)
-    reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-    disp.ref.tell(Submit(Create([JobSpec("echo")], reply)))
+    disp.ref.tell(Wake())
     disp.settle()
-    assert any(isinstance(m, Create) for m in messages(disp.registry))  # admitted
     assert disp.claims() == [] and disp.status().handing_out is False
     disp.ref.tell(StartHandout())
     disp.settle()
