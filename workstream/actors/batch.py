@@ -27,3 +27,4 @@ class Batch:
     answers: list[Answer] = field(default_factory=list)
     claims: list[tuple[Job, Job]] = field(default_factory=list)  # (as read, as claimed)
     released: list[Job] = field(default_factory=list)  # unconfirmed claims undone
+    unpark: bool = False  # an `Unpark` came: the parked claim is answered in this batch

@@ -80,6 +80,7 @@ class Committer:
                         self._repair.unclaim(command, tx, batch)
                     else:
                         self._ledger.apply(command, tx, batch)
+                self._ledger.run_parked(tx, batch)
         except StorageUnavailable as exc:
             # The store cannot write now (locked, full, gone): refuse the requests, keep
             # the outcomes for a later batch. The COMMIT may have landed all the same (the

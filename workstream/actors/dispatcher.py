@@ -37,7 +37,7 @@ from workstream.actors.dispatcher_messages import (
     WorkerIdle,
 )
 from workstream.actors.events import JobEvents
-from workstream.actors.registry_messages import Claim, Claimed, Release
+from workstream.actors.registry_messages import Claim, Claimed, Release, Unpark
 from workstream.actors.replies import Callback, answer
 from workstream.actors.worker_messages import Run
 from workstream.jobs.events import JOB_FAILED, MAKES_WORK
@@ -45,6 +45,11 @@ from workstream.jobs.events import JOB_FAILED, MAKES_WORK
 log = logging.getLogger(__name__)
 
 CLAIM_RETRY_DELAY = 1.0  # after a failed claim (storage busy), try again this much later
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimParked:
+    next_run_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,11 @@ class Dispatcher(pykka.ThreadingActor):
         # A wake-up came while a claim was in flight: that claim may have read the queue
         # before the new work was committed, so its coming back short proves nothing.
         self._woken_while_claiming = False
+        # The claim in flight found nothing and waits at the Registry for work (see
+        # `Claim.parked`); `Unpark` not yet sent.
+        self._parked = False
+        self._unparked = False
+        self._asked = 0  # slots the claim in flight asked for
         self._alarm_at: float | None = None
         self._all_idle: threading.Event | None = None
 
@@ -107,6 +117,10 @@ class Dispatcher(pykka.ThreadingActor):
         self._idle_keys.add(key)
         self._idle.append((message.worker, message.slot))
         self._check_all_idle()
+        if self._unpark():
+            # The parked claim asked for fewer slots than are idle now: once it is back,
+            # claim (and park) again for all of them.
+            self._woken_while_claiming = True
         self._pump()
 
     def _slot_closed(self, message: SlotClosed) -> None:
@@ -134,8 +148,30 @@ class Dispatcher(pykka.ThreadingActor):
                 self._note_due()
         self._pump()
 
+    def _claim_parked(self, message: _ClaimParked) -> None:
+        self._parked = True
+        if message.next_run_at is not None:
+            self._wake_at(message.next_run_at)
+        if self._woken_while_claiming or not self._handing_out:
+            self._unpark()  # what woke us meanwhile may be work this claim did not see
+        elif len(self._idle) > self._asked and self._unpark():
+            self._woken_while_claiming = True  # slots went idle meanwhile: claim for all
+
+    def _unpark(self) -> bool:
+        """Have the parked claim answered now; whether one was parked."""
+        if self._claiming and self._parked and not self._unparked:
+            self._unparked = True
+            self._registry.tell(Unpark())
+            return True
+        return False
+
     def _claim_done(self, message: _ClaimDone) -> None:
         self._claiming = False
+        from_parking, self._parked, self._unparked = self._parked, False, False
+        if from_parking and len(message.claimed.jobs if message.claimed else []) < self._asked:
+            # It took what a transaction made and found no more; park one again for the
+            # slots still idle, so the next submission is claimed as it is stored too.
+            self._woken_while_claiming = True
         if message.error is not None or message.claimed is None:
             log.warning("claim failed: %s", message.error, extra={"event": "claim_failed"})
             self._wake_at(self._clock() + CLAIM_RETRY_DELAY)
@@ -172,6 +208,7 @@ class Dispatcher(pykka.ThreadingActor):
         self._maybe_due = True
         if self._claiming:
             self._woken_while_claiming = True
+            self._unpark()
 
     def _wake_at(self, when: float) -> None:
         if self._schedule is None:
@@ -187,13 +224,16 @@ class Dispatcher(pykka.ThreadingActor):
             return
         self._claiming = True
         self._woken_while_claiming = False
-        asked = len(self._idle)
+        asked = self._asked = len(self._idle)
         ref = self.actor_ref
 
         def claimed(value: Any, error: BaseException | None) -> None:
             ref.tell(_ClaimDone(asked, value, error))
 
-        self._registry.tell(Claim(asked, Callback(claimed)))
+        def parked(next_run_at: Any, error: BaseException | None) -> None:
+            ref.tell(_ClaimParked(next_run_at))
+
+        self._registry.tell(Claim(asked, Callback(claimed), parked=Callback(parked)))
 
     def _start_handout(self, message: StartHandout) -> None:
         if not self._accepting:
@@ -204,6 +244,7 @@ class Dispatcher(pykka.ThreadingActor):
     def _stop_handout(self, message: StopHandout) -> None:
         self._accepting = False
         self._handing_out = False
+        self._unpark()  # what it takes now goes back (`Release`): nothing starts
         self._all_idle = message.all_idle
         if self._busy == 0:
             message.all_idle.set()
@@ -226,6 +267,7 @@ class Dispatcher(pykka.ThreadingActor):
         SlotClosed: _slot_closed,
         JobEvents: _job_events,
         _ClaimDone: _claim_done,
+        _ClaimParked: _claim_parked,
         Alarm: _alarm,
         Wake: _wake,
         StartHandout: _start_handout,

@@ -34,6 +34,7 @@ from workstream.actors.registry_messages import (
     Retry,
     Sweep,
     Swept,
+    Unpark,
 )
 from workstream.actors.repair import stored_already
 from workstream.errors import (
@@ -52,6 +53,7 @@ from workstream.jobs.events import (
     JOB_RECOVERED,
     JOB_RELEASED,
     JOB_RETRIED,
+    MAKES_WORK,
     JobEvent,
 )
 from workstream.jobs.model import Job, JobStatus
@@ -64,8 +66,15 @@ __all__ = ["JobLedger"]
 # The Registry's log: operators find these records where they always were.
 log = logging.getLogger("workstream.actors.registry")
 
-# What a failed transaction must put back: (running, abandoned).
-Snapshot = tuple[dict[str, Job], dict[str, int]]
+# What a failed transaction must put back: (running, abandoned, parked claim).
+Snapshot = tuple[dict[str, Job], dict[str, int], Claim | None]
+
+
+class _Parked:
+    """A claim's value when it found nothing and was parked: nothing to answer yet."""
+
+
+_PARKED = _Parked()
 
 
 class JobLedger:
@@ -88,13 +97,14 @@ class JobLedger:
         # outcome is written without reading the job back.
         self._running: dict[str, Job] = {}
         self._abandoned: dict[str, int] = {}  # job id -> attempt whose timed-out call runs on
+        self._parked: Claim | None = None  # see `Claim.parked`
 
     def snapshot(self) -> Snapshot:
         """What `restore` puts back if the transaction does not commit."""
-        return dict(self._running), dict(self._abandoned)
+        return dict(self._running), dict(self._abandoned), self._parked
 
     def restore(self, snapshot: Snapshot) -> None:
-        self._running, self._abandoned = snapshot
+        self._running, self._abandoned, self._parked = snapshot
 
     def apply(self, command: Any, tx: Transaction, batch: Batch) -> None:
         """Decide `command` in `tx`. A refusal (a WorkStreamError) is its answer and writes
@@ -111,14 +121,27 @@ class JobLedger:
         except WorkStreamError as refused:
             batch.answers.append((reply, None, refused))
         else:
-            batch.answers.append((reply, value, None))
+            if value is not _PARKED:
+                batch.answers.append((reply, value, None))
+
+    def run_parked(self, tx: Transaction, batch: Batch) -> None:
+        """At the end of a transaction: run the parked claim if the transaction made work
+        (or an `Unpark` asked), so that it takes that work in the same commit."""
+        parked = self._parked
+        if parked is None:
+            return
+        if batch.unpark:
+            self._parked = None
+            self.apply(Claim(parked.limit, parked.reply), tx, batch)  # answered, found or not
+        elif any(event.kind in MAKES_WORK for event in batch.events):
+            self.apply(parked, tx, batch)  # answered if it finds work, else parked still
 
     # -- command handlers (inside the batch's transaction) ------------------------------
 
     def _create(self, command: Create, tx: Transaction, batch: Batch) -> Created:
         return self._intake.create(command, tx, batch)
 
-    def _claim(self, command: Claim, tx: Transaction, batch: Batch) -> Claimed:
+    def _claim(self, command: Claim, tx: Transaction, batch: Batch) -> Claimed | _Parked:
         now = batch.now
         claimed = self._take(tx, batch, command.limit)
         # A retry starts at its run_at, not at the next sweep: a claim with room left
@@ -128,7 +151,20 @@ class JobLedger:
         if room > 0 and self._requeue_due(tx, batch, room)[1] > 0:
             claimed += self._take(tx, batch, room)
         next_run_at = tx.next_run_at(now) if len(claimed) < command.limit else None
+        if self._parked is not None and self._parked is not command:
+            # One claim in flight at a time: an older parked claim is answered, not lost.
+            batch.answers.append((self._parked.reply, Claimed([], next_run_at), None))
+            self._parked = None
+        if not claimed and command.parked is not None:
+            if self._parked is not command:  # newly parked: say when to look again
+                batch.answers.append((command.parked, next_run_at, None))
+                self._parked = command
+            return _PARKED
+        self._parked = None
         return Claimed(claimed, next_run_at)
+
+    def _unpark(self, command: Unpark, tx: Transaction, batch: Batch) -> None:
+        batch.unpark = True
 
     def _take(self, tx: Transaction, batch: Batch, limit: int) -> list[Job]:
         claimed = []
@@ -342,6 +378,7 @@ class JobLedger:
     _HANDLERS: dict[type, Callable[..., Any]] = {
         Create: _create,
         Claim: _claim,
+        Unpark: _unpark,
         Finish: _finish,
         Cancel: _cancel,
         Retry: _retry,

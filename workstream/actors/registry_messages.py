@@ -37,10 +37,23 @@ class Created:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Mark up to `limit` due jobs `processing` for this process and hand them back."""
+    """Mark up to `limit` due jobs `processing` for this process and hand them back.
+
+    With `parked` (a Reply), a claim that finds nothing is not answered: it is *parked*,
+    and `parked` hears the next time a claim may find work (`next_run_at`, or None). The
+    parked claim runs again at the end of every later transaction that makes work (a
+    submission, a retry, a release), inside that transaction: a job submitted while a
+    worker is idle is stored and claimed in one commit. `Unpark` has it answered."""
 
     limit: int
     reply: Reply
+    parked: Reply | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unpark:
+    """Run the parked claim (if any) in this batch, and answer it even if it finds nothing:
+    the Dispatcher has more idle slots, was woken, or stops handing out."""
 
 
 @dataclass(frozen=True, slots=True)

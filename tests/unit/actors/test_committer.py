@@ -32,6 +32,7 @@ from workstream.actors.registry_messages import (
     Finish,
     Outcome,
     RenewLeases,
+    Unpark,
 )
 from workstream.actors.repair import CommitRepair, stored_already
 from workstream.actors.write_health import WriteHealth
@@ -276,3 +277,69 @@ def test_stored_already_compares_results_as_they_read_back() -> None:
     failed = Outcome("job-1", 2, OWNER, "worker-1", 0.1, error="boom")
     assert stored_already(stored.replace(status=JobStatus.FAILED, last_error="boom"), failed)
     assert not stored_already(stored, failed)
+
+
+# -- parked claims: a job submitted while a worker is idle is stored and claimed in one commit
+
+
+class Reply:
+    """A reply that records what it was answered with."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def set(self, value: Any = None) -> None:
+        self.values.append(value)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        self.values.append(exc_info[1])
+
+
+def answered(settled: Settled, reply: Reply) -> list[Any]:
+    return [value for answers, _ in settled.calls for to, value, _ in answers if to is reply]
+
+
+def test_a_parked_claim_takes_a_new_job_in_the_transaction_that_stores_it(rig: Rig) -> None:
+    claim, parked = Reply(), Reply()
+    delayed = rig.clock() + 60
+    rig.flush(Create([JobSpec("echo", run_at=delayed)], NO_REPLY))
+    settled = rig.flush(Claim(2, claim, parked=parked))  # nothing due: parked, not answered
+    assert answered(settled, claim) == [] and answered(settled, parked) == [delayed]
+    before = rig.store.transactions
+    settled = rig.flush(Create([JobSpec("echo")], NO_REPLY))
+    assert rig.store.transactions == before + 1  # stored and claimed in one commit
+    [claimed] = answered(settled, claim)
+    [job] = claimed.jobs
+    assert rig.status(job.id) is JobStatus.PROCESSING and job.owner == OWNER
+    assert claimed.next_run_at == delayed
+    assert answered(rig.flush(Create([JobSpec("echo")], NO_REPLY)), claim) == []  # answered once
+
+
+def test_a_parked_claim_stays_parked_through_batches_that_make_no_due_work(rig: Rig) -> None:
+    claim, parked = Reply(), Reply()
+    rig.flush(Claim(1, claim, parked=parked))
+    settled = rig.flush(
+        Create([JobSpec("echo", run_at=rig.clock() + 60)], NO_REPLY), Barrier(NO_REPLY)
+    )
+    assert answered(settled, claim) == []
+    settled = rig.flush(Create([JobSpec("echo")], NO_REPLY))
+    assert [len(value.jobs) for value in answered(settled, claim)] == [1]
+
+
+def test_unpark_answers_the_parked_claim_even_with_nothing_found(rig: Rig) -> None:
+    claim, parked = Reply(), Reply()
+    rig.flush(Claim(3, claim, parked=parked))
+    settled = rig.flush(Unpark())
+    [claimed] = answered(settled, claim)
+    assert claimed.jobs == [] and claimed.next_run_at is None
+    assert answered(rig.flush(Create([JobSpec("echo")], NO_REPLY)), claim) == []
+
+
+def test_a_failed_batch_leaves_the_claim_parked_for_the_next(rig: Rig) -> None:
+    claim, parked = Reply(), Reply()
+    rig.flush(Claim(1, claim, parked=parked))
+    rig.store.fail_next_transaction()
+    settled = rig.flush(Create([JobSpec("echo")], NO_REPLY))
+    assert settled.errors() == [StorageUnavailable] and answered(settled, claim) == []
+    settled = rig.flush(Create([JobSpec("echo")], NO_REPLY))
+    assert [len(value.jobs) for value in answered(settled, claim)] == [1]

@@ -22,7 +22,7 @@ from workstream.actors.dispatcher_messages import (
     WorkerIdle,
 )
 from workstream.actors.events import JobEvents
-from workstream.actors.registry_messages import Claim, Claimed, Release
+from workstream.actors.registry_messages import Claim, Claimed, Release, Unpark
 from workstream.actors.worker_messages import Run
 from workstream.errors import StorageUnavailable
 from workstream.jobs.events import JOB_COMPLETED, JOB_CREATED, JOB_FAILED, JobEvent
@@ -36,9 +36,20 @@ class ScriptedRegistry:
         self.script: deque[Any] = deque()
         self.held: list[Claim] = []
         self.holding = False
+        self.parking = False  # as the Registry does: a claim that would find nothing waits
+        self.parked: Claim | None = None
 
     def respond(self, message: Any) -> None:
+        if isinstance(message, Unpark):
+            parked, self.parked = self.parked, None
+            if parked is not None:
+                self._answer(parked)
+            return
         if not isinstance(message, Claim):
+            return
+        if self.parking and not self.script and message.parked is not None:
+            self.parked = message
+            message.parked.set(None)
             return
         if self.holding:
             self.held.append(message)
@@ -363,3 +374,45 @@ def test_closed_slots_are_neither_busy_nor_idle_and_let_the_drain_end(disp: Harn
     status = disp.status()
     assert (status.workers, status.idle, status.busy) == (0, 0, 0)
     worker.stop()
+
+
+def test_a_parked_claim_is_unparked_by_a_new_idle_slot_and_parked_again_for_all(
+    disp: Harness,
+) -> None:
+    disp.script.parking = True
+    disp.add_workers(1)
+    disp.settle()
+    assert [claim.limit for claim in disp.claims()] == [1]
+    assert disp.script.parked is not None  # waits at the Registry for work
+    disp.add_workers(1)
+    disp.settle()
+    unparks = [m for m in messages(disp.registry) if isinstance(m, Unpark)]
+    assert len(unparks) == 1
+    assert [claim.limit for claim in disp.claims()] == [1, 2]  # parked again for both
+    assert disp.script.parked is not None and disp.script.parked.limit == 2
+
+
+def test_a_wake_up_unparks_the_claim_and_the_jobs_it_finds_start(disp: Harness) -> None:
+    disp.script.parking = True
+    [worker] = disp.add_workers(1)
+    disp.settle()
+    disp.script.script.append(Claimed([make_job("from-another-node")], None))
+    disp.ref.tell(Wake())
+    disp.settle()
+    assert disp.runs(worker) == ["from-another-node"]
+
+
+def test_a_parked_claim_that_took_fewer_jobs_than_slots_is_parked_again(
+    disp: Harness,
+) -> None:
+    disp.script.parking = True
+    workers = disp.add_workers(2)
+    disp.settle()
+    parked = disp.script.parked
+    assert parked is not None and parked.limit == 2
+    disp.script.parked = None
+    parked.reply.set(Claimed([make_job("new")], None))  # the Registry took it as it stored it
+    disp.settle()
+    assert sum(len(disp.runs(worker)) for worker in workers) == 1
+    again = disp.script.parked
+    assert again is not None and again.limit == 1  # the idle slot waits for the next one
