@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import EngineFactory, StoreFactory
-from tests.support import make_job
+from tests.support import make_job, wait_until
 from workstream.errors import (
     DatabaseInUse,
     IllegalTransition,
@@ -78,6 +78,25 @@ def test_a_thousand_jobs_complete(start_engine: EngineFactory) -> None:
     sample = engine.jobs.get(ids[537])
     assert sample.result == {"n": 537} and sample.attempts == 1
     assert engine.jobs.stats()["jobs_completed"] == 1000
+
+
+def test_a_job_submitted_while_a_worker_waits_is_stored_and_claimed_in_one_commit(
+    start_engine: EngineFactory,
+) -> None:
+    engine, watcher = start_engine()
+
+    def parked() -> bool:
+        status = engine.jobs.dispatcher_status()
+        return status is not None and status.parked
+
+    wait_until(parked, 10.0, "the idle workers' claim waiting at the Registry")
+    [job] = engine.jobs.submit([JobSpec("echo", {"n": 1})]).jobs
+    watcher.wait_for(JOB_COMPLETED, job_id=job.id)
+    done = engine.jobs.get(job.id)
+    # One transaction's time: the claim ran in the transaction that stored the job.
+    assert done.started_at == done.created_at
+    assert done.attempts == 1 and done.result == {"n": 1}
+    wait_until(parked, 10.0, "a claim waiting again for the next submission")
 
 
 def test_an_always_failing_job_runs_one_plus_max_retries_times(

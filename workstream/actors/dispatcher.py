@@ -259,6 +259,7 @@ class Dispatcher(pykka.ThreadingActor):
                 busy=self._busy,
                 accepting=self._accepting,
                 handing_out=self._handing_out,
+                parked=self._claiming and self._parked,
             ),
         )
 

@@ -65,3 +65,4 @@ class DispatcherStatus:
     busy: int
     accepting: bool
     handing_out: bool
+    parked: bool = False  # a claim waits at the Registry to take the next submission
