@@ -28,3 +28,4 @@ class Batch:
     claims: list[tuple[Job, Job]] = field(default_factory=list)  # (as read, as claimed)
     released: list[Job] = field(default_factory=list)  # unconfirmed claims undone
     unpark: bool = False  # an `Unpark` came: the parked claim is answered in this batch
+    poke: bool = False  # an `Unpark(answer=False)` came: the parked claim runs in this batch

@@ -152,8 +152,10 @@ class Dispatcher(pykka.ThreadingActor):
         self._parked = True
         if message.next_run_at is not None:
             self._wake_at(message.next_run_at)
-        if self._woken_while_claiming or not self._handing_out:
-            self._unpark()  # what woke us meanwhile may be work this claim did not see
+        if not self._handing_out:
+            self._unpark()
+        elif self._woken_while_claiming:
+            self._poke()  # what woke us meanwhile may be work this claim did not see
         elif len(self._idle) > self._asked and self._unpark():
             self._woken_while_claiming = True  # slots went idle meanwhile: claim for all
 
@@ -164,6 +166,12 @@ class Dispatcher(pykka.ThreadingActor):
             self._registry.tell(Unpark())
             return True
         return False
+
+    def _poke(self) -> None:
+        """Have the parked claim look once more (work this process did not make may be
+        due); it stays parked if it finds nothing."""
+        if self._claiming and self._parked and not self._unparked:
+            self._registry.tell(Unpark(answer=False))
 
     def _claim_done(self, message: _ClaimDone) -> None:
         self._claiming = False
@@ -208,7 +216,7 @@ class Dispatcher(pykka.ThreadingActor):
         self._maybe_due = True
         if self._claiming:
             self._woken_while_claiming = True
-            self._unpark()
+            self._poke()
 
     def _wake_at(self, when: float) -> None:
         if self._schedule is None:

@@ -98,6 +98,7 @@ class JobLedger:
         self._running: dict[str, Job] = {}
         self._abandoned: dict[str, int] = {}  # job id -> attempt whose timed-out call runs on
         self._parked: Claim | None = None  # see `Claim.parked`
+        self._parked_said: float | None = None  # the next_run_at its `parked` last heard
 
     def snapshot(self) -> Snapshot:
         """What `restore` puts back if the transaction does not commit."""
@@ -133,7 +134,7 @@ class JobLedger:
         if batch.unpark:
             self._parked = None
             self.apply(Claim(parked.limit, parked.reply), tx, batch)  # answered, found or not
-        elif any(event.kind in MAKES_WORK for event in batch.events):
+        elif batch.poke or any(event.kind in MAKES_WORK for event in batch.events):
             self.apply(parked, tx, batch)  # answered if it finds work, else parked still
 
     # -- command handlers (inside the batch's transaction) ------------------------------
@@ -156,15 +157,19 @@ class JobLedger:
             batch.answers.append((self._parked.reply, Claimed([], next_run_at), None))
             self._parked = None
         if not claimed and command.parked is not None:
-            if self._parked is not command:  # newly parked: say when to look again
+            if self._parked is not command or next_run_at != self._parked_said:
+                # Newly parked, or a delayed job's time changed: say when to look again.
                 batch.answers.append((command.parked, next_run_at, None))
-                self._parked = command
+                self._parked, self._parked_said = command, next_run_at
             return _PARKED
         self._parked = None
         return Claimed(claimed, next_run_at)
 
     def _unpark(self, command: Unpark, tx: Transaction, batch: Batch) -> None:
-        batch.unpark = True
+        if command.answer:
+            batch.unpark = True
+        else:
+            batch.poke = True
 
     def _take(self, tx: Transaction, batch: Batch, limit: int) -> list[Job]:
         claimed = []

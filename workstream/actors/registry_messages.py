@@ -52,8 +52,11 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Unpark:
-    """Run the parked claim (if any) in this batch, and answer it even if it finds nothing:
-    the Dispatcher has more idle slots, was woken, or stops handing out."""
+    """Run the parked claim (if any) in this batch. With `answer`, answer it even if it
+    finds nothing (the Dispatcher has more idle slots, or stops handing out); without, it
+    stays parked if it finds nothing (a wake-up: work another node made may be due)."""
+
+    answer: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -343,3 +343,18 @@ def test_a_failed_batch_leaves_the_claim_parked_for_the_next(rig: Rig) -> None:
     assert settled.errors() == [StorageUnavailable] and answered(settled, claim) == []
     settled = rig.flush(Create([JobSpec("echo")], NO_REPLY))
     assert [len(value.jobs) for value in answered(settled, claim)] == [1]
+
+
+def test_a_poke_runs_the_parked_claim_which_stays_parked_if_it_finds_nothing(rig: Rig) -> None:
+    claim, parked = Reply(), Reply()
+    rig.flush(Claim(1, claim, parked=parked))
+    assert answered(rig.flush(Unpark(answer=False)), claim) == []
+    delayed = rig.clock() + 30
+    with rig.store.transaction() as tx:  # another node's job, not this Registry's work
+        tx.insert(make_job("elsewhere", run_at=delayed))
+    settled = rig.flush(Unpark(answer=False))
+    assert answered(settled, claim) == [] and answered(settled, parked) == [delayed]
+    with rig.store.transaction() as tx:
+        tx.insert(make_job("due-elsewhere", run_at=rig.clock()))
+    [claimed] = answered(rig.flush(Unpark(answer=False)), claim)
+    assert [job.id for job in claimed.jobs] == ["due-elsewhere"]

@@ -41,8 +41,8 @@ class ScriptedRegistry:
 
     def respond(self, message: Any) -> None:
         if isinstance(message, Unpark):
-            parked, self.parked = self.parked, None
-            if parked is not None:
+            if self.parked is not None and (message.answer or self.script):
+                parked, self.parked = self.parked, None
                 self._answer(parked)
             return
         if not isinstance(message, Claim):
@@ -392,14 +392,19 @@ def test_a_parked_claim_is_unparked_by_a_new_idle_slot_and_parked_again_for_all(
     assert disp.script.parked is not None and disp.script.parked.limit == 2
 
 
-def test_a_wake_up_unparks_the_claim_and_the_jobs_it_finds_start(disp: Harness) -> None:
+def test_a_wake_up_pokes_the_parked_claim_and_the_jobs_it_finds_start(disp: Harness) -> None:
     disp.script.parking = True
     [worker] = disp.add_workers(1)
     disp.settle()
+    disp.ref.tell(Wake())  # nothing found: the claim stays parked
+    disp.settle()
+    assert disp.script.parked is not None and len(disp.claims()) == 1
     disp.script.script.append(Claimed([make_job("from-another-node")], None))
     disp.ref.tell(Wake())
     disp.settle()
     assert disp.runs(worker) == ["from-another-node"]
+    unparks = [m for m in messages(disp.registry) if isinstance(m, Unpark)]
+    assert [unpark.answer for unpark in unparks] == [False, False]  # pokes, not answers
 
 
 def test_a_parked_claim_that_took_fewer_jobs_than_slots_is_parked_again(
