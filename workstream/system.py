@@ -54,6 +54,7 @@ from workstream.store import store_from_url
 from workstream.store.base import Store
 
 log = logging.getLogger("workstream.server")
+SIGNAL_POLL = 0.2  # seconds: how soon a signal delivered to another thread is acted on
 
 # At shutdown, requests already being answered get this long to finish (new submissions
 # get 503 at once, so they are quick); idle keep-alive connections are closed at once.
@@ -342,7 +343,12 @@ class System:
         self._stop_requested.set()
 
     def serve_until_stopped(self) -> int:
-        self._stop_requested.wait()
+        # Woken at least every SIGNAL_POLL seconds: the kernel may deliver SIGTERM to any
+        # thread, and then only sets a flag that the main thread acts on when it next runs
+        # Python code. A main thread blocked in an untimed wait never does: the signal was
+        # lost (seen as a server that ignored SIGTERM, about one start in three, under load).
+        while not self._stop_requested.wait(SIGNAL_POLL):
+            pass
         self.stop()
         return 0
 
