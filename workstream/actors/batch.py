@@ -27,3 +27,4 @@ class Batch:
     answers: list[Answer] = field(default_factory=list)
     claims: list[tuple[Job, Job]] = field(default_factory=list)  # (as read, as claimed)
     released: list[Job] = field(default_factory=list)  # unconfirmed claims undone
+    scheduled: int | None = None  # delayed jobs, once counted (MAX_SCHEDULED_JOBS)

@@ -28,6 +28,8 @@ from workstream.actors.registry_messages import (
     Created,
     Finish,
     Outcome,
+    Purge,
+    Purged,
     Recover,
     Release,
     RenewLeases,
@@ -77,8 +79,11 @@ class JobLedger:
         retry_policy: RetryPolicy,
         lease_duration: float,
         default_max_retries: int,
+        max_scheduled: int | None = None,
     ) -> None:
-        self._intake = Intake(new_id=new_id, default_max_retries=default_max_retries)
+        self._intake = Intake(
+            new_id=new_id, default_max_retries=default_max_retries, max_scheduled=max_scheduled
+        )
         self._owner = owner
         self._policy = retry_policy
         self._lease = lease_duration
@@ -339,6 +344,14 @@ class JobLedger:
     def _barrier(self, command: Barrier, tx: Transaction, batch: Batch) -> None:
         return None
 
+    def _purge(self, command: Purge, tx: Transaction, batch: Batch) -> Purged:
+        deleted = tx.delete_finished(
+            completed_before=command.completed_before,
+            failed_before=command.failed_before,
+            limit=command.limit,
+        )
+        return Purged(deleted, more=len(deleted) >= command.limit)
+
     _HANDLERS: dict[type, Callable[..., Any]] = {
         Create: _create,
         Claim: _claim,
@@ -350,5 +363,6 @@ class JobLedger:
         Recover: _recover,
         Release: _release,
         Barrier: _barrier,
+        Purge: _purge,
         AttemptEnded: _attempt_ended,
     }

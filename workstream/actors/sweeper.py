@@ -3,7 +3,13 @@ requeue failed jobs whose backoff is over. (A retry does not wait for this: the 
 claims at its run_at and the claim requeues it; the sweep catches those no claim took yet,
 every worker being busy, so that they show as pending.) One sweep in flight at a time; a
 sweep that hit its batch limit is followed at once by another, so a large backlog drains
-in bounded transactions without waiting for the next tick."""
+in bounded transactions without waiting for the next tick.
+
+Retention rides on the same tick: when RETAIN_COMPLETED or RETAIN_FAILED is set, the
+Sweeper also asks the Registry to `Purge` finished jobs older than the cutoffs, at most
+`RETENTION_BATCH` per transaction (one purge in flight; a full batch is followed at once by
+the next, so the writer is never held long and other commands interleave). After each
+commit it hands the deleted jobs to `on_purged` (which removes their outbox files)."""
 
 from __future__ import annotations
 
@@ -14,10 +20,11 @@ from typing import Any
 
 import pykka
 
-from workstream.actors.registry_messages import Sweep, Swept
+from workstream.actors.registry_messages import Purge, Purged, Sweep, Swept
 from workstream.actors.replies import Callback
 from workstream.actors.sweeper_messages import Tick
-from workstream.jobs.limits import SWEEP_BATCH
+from workstream.jobs.limits import RETENTION_BATCH, SWEEP_BATCH
+from workstream.store.base import DeletedJob
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +35,48 @@ class _SweepDone:
     error: BaseException | None
 
 
+@dataclass(frozen=True, slots=True)
+class _PurgeDone:
+    purged: Purged | None
+    error: BaseException | None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long finished jobs are kept (seconds; 0: for ever), and what to do with the
+    deleted ones once their deletion committed."""
+
+    completed: float = 0.0  # completed and cancelled
+    failed: float = 0.0  # failed for good
+    on_purged: Callable[[list[DeletedJob]], None] | None = None
+    batch: int = RETENTION_BATCH
+
+    @property
+    def enabled(self) -> bool:
+        return self.completed > 0 or self.failed > 0
+
+
 class Sweeper(pykka.ThreadingActor):
     # Stopped explicitly at shutdown; a daemon thread cannot keep a failed start-up alive.
     use_daemon_thread = True
 
-    def __init__(self, *, registry: pykka.ActorRef[Any], batch: int = SWEEP_BATCH) -> None:
+    def __init__(
+        self,
+        *,
+        registry: pykka.ActorRef[Any],
+        batch: int = SWEEP_BATCH,
+        retention: Retention | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         super().__init__()
         self._registry = registry
         self._batch = batch
         self._sweeping = False
         self.sweeps = 0
+        self._retention = retention or Retention()
+        self._clock = clock
+        self._purging = False
+        self.purged = 0  # jobs deleted by retention
 
     def on_receive(self, message: Any) -> Any:
         handler = self._HANDLERS.get(type(message))
@@ -48,6 +87,7 @@ class Sweeper(pykka.ThreadingActor):
 
     def _tick(self, message: Tick) -> None:
         self._start_sweep()
+        self._start_purge()
 
     def _sweep_done(self, message: _SweepDone) -> None:
         self._sweeping = False
@@ -68,4 +108,52 @@ class Sweeper(pykka.ThreadingActor):
 
         self._registry.tell(Sweep(reply=Callback(done), limit=self._batch))
 
-    _HANDLERS: dict[type, Callable[..., Any]] = {Tick: _tick, _SweepDone: _sweep_done}
+    def _start_purge(self) -> None:
+        retention = self._retention
+        if self._purging or not retention.enabled or self._clock is None:
+            return
+        self._purging = True
+        now = self._clock()
+        ref = self.actor_ref
+
+        def done(value: Any, error: BaseException | None) -> None:
+            ref.tell(_PurgeDone(value, error))
+
+        self._registry.tell(
+            Purge(
+                reply=Callback(done),
+                completed_before=now - retention.completed if retention.completed else None,
+                failed_before=now - retention.failed if retention.failed else None,
+                limit=retention.batch,
+            )
+        )
+
+    def _purge_done(self, message: _PurgeDone) -> None:
+        self._purging = False
+        if message.error is not None:
+            log.warning("retention failed: %s", message.error, extra={"event": "retention_failed"})
+            return
+        purged = message.purged
+        if purged is None or not purged.deleted:
+            return
+        self.purged += len(purged.deleted)
+        log.debug(
+            "retention deleted %d jobs",
+            len(purged.deleted),
+            extra={"event": "jobs_deleted", "count": len(purged.deleted)},
+        )
+        if self._retention.on_purged is not None:
+            try:
+                self._retention.on_purged(purged.deleted)
+            except Exception:
+                log.exception(
+                    "removing deleted jobs' files failed", extra={"event": "retention_failed"}
+                )
+        if purged.more:
+            self._start_purge()
+
+    _HANDLERS: dict[type, Callable[..., Any]] = {
+        Tick: _tick,
+        _SweepDone: _sweep_done,
+        _PurgeDone: _purge_done,
+    }

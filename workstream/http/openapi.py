@@ -93,7 +93,11 @@ _BAD_BODY = _error(
 _TOO_LARGE = _error(f"body over {MAX_BODY_BYTES} bytes (`payload_too_large`)")
 _NOT_JSON = _error("Content-Type is not application/json (`unsupported_media_type`)")
 _UNKNOWN_TYPE = _error("no handler for the job type (`unknown_job_type`); lists the known types")
-_QUEUE_FULL = _error("the queue is at capacity (`queue_full`); retry later", ("Retry-After",))
+_QUEUE_FULL = _error(
+    "the queue is at capacity (`queue_full`), or too many delayed jobs wait for their run_at "
+    "(`too_many_scheduled_jobs`, MAX_SCHEDULED_JOBS); nothing was stored; retry later",
+    ("Retry-After",),
+)
 
 
 _MALFORMED_HTTP = _error(
