@@ -106,6 +106,13 @@ class ExtensionContext:
         self.routes.append((full, resource))
         return full
 
+    def section(self) -> Mapping[str, Any]:
+        """This extension's `[name]` table of the config file as it is, for an extension
+        whose keys are its own (named sub-tables, such as `[schedules.nightly]`); it checks
+        them itself. Marks the section read, as `settings` does."""
+        self.section_read = True
+        return self.server_settings.config_tables.get(self.name, {})
+
     def settings(self, *rows: Setting) -> dict[str, Any]:
         """This extension's settings: defaults < its `[name]` table in the config file <
         the environment (`NAME_KEY`). Raises ConfigError (exit 2) naming the setting, as

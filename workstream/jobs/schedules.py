@@ -9,7 +9,9 @@ transaction that creates the slot's job (see docs/scheduling.md, "Periodic jobs"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from workstream.units import format_time
 
 SLOT_KEY_PREFIX = "schedule:"
 
@@ -58,6 +60,18 @@ class ScheduleState:
     next_run_at: float | None
     last_run_at: float | None
     last_job_id: str | None
+
+    def to_public(self) -> dict[str, Any]:
+        """As `GET /schedules` shows it (times in RFC 3339, UTC)."""
+        return {
+            "name": self.name,
+            "type": self.job_type,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "next_run_at": format_time(self.next_run_at),
+            "last_run_at": format_time(self.last_run_at),
+            "last_job_id": self.last_job_id,
+        }
 
 
 class ScheduleProvider(Protocol):
