@@ -29,7 +29,7 @@ from workstream.http.resources import (
     MetricsResource,
     OpenApiResource,
 )
-from workstream.http.schedules import ScheduleRunResource, SchedulesResource
+from workstream.http.schedules import NoSchedules, ScheduleRunResource, SchedulesResource
 from workstream.jobs.schedules import ScheduleProvider
 from workstream.jobs.service import JobService
 
@@ -56,7 +56,7 @@ def create_app(
     `routes` are extensions' resources (under `/ext/<name>`), served with the same
     middleware and error handling as the API. `clock` dates the API description (the
     bound of `run_at`). `schedules` is the scheduler's view: `GET /schedules` and
-    `POST /schedules/{name}/run` (absent: those routes are not served).
+    `POST /schedules/{name}/run` (absent: no schedules).
     """
     guard = (
         TokenAuthMiddleware(api_token, on_failure=on_auth_failure)
@@ -77,9 +77,9 @@ def create_app(
     )
     app.add_route("/metrics", MetricsResource(service))
     app.add_route("/health", HealthResource(service))
-    if schedules is not None:
-        app.add_route("/schedules", SchedulesResource(schedules))
-        app.add_route("/schedules/{name}/run", ScheduleRunResource(schedules))
+    provider = schedules or NoSchedules()
+    app.add_route("/schedules", SchedulesResource(provider))
+    app.add_route("/schedules/{name}/run", ScheduleRunResource(provider))
     document = openapi_document(service.job_types(), now=clock())
     app.add_route("/openapi.json", OpenApiResource(document))
     for path, resource in routes:

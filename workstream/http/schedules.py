@@ -7,9 +7,21 @@ from urllib.parse import quote
 
 import falcon
 
+from workstream.errors import NotFound
 from workstream.http.body import read_no_input
 from workstream.http.render import send_json
-from workstream.jobs.schedules import ScheduleProvider
+from workstream.jobs.schedules import ScheduleProvider, ScheduleState
+from workstream.units import shorten
+
+
+class NoSchedules:
+    """The view of a server without a scheduler (an app built without one): no schedule."""
+
+    def schedules(self) -> list[ScheduleState]:
+        return []
+
+    def run_schedule(self, name: str) -> str:
+        raise NotFound(f"no schedule named {shorten(name)!r} (known: none)")
 
 
 class SchedulesResource:
