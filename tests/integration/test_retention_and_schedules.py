@@ -147,3 +147,47 @@ def test_a_bad_schedule_stops_the_system_before_anything_starts(new_store: Store
     bad = Handler("tick", lambda payload, job: None, schedule="0 3 * * *", timezone="Nowhere/X")
     with pytest.raises(ConfigError, match=r"schedule 'tick' .*unknown timezone 'Nowhere/X'"):
         System(FAST, store=new_store(), handlers=HandlerTable([*HANDLERS, bad]), serve_http=False)
+
+
+def test_max_scheduled_jobs_is_a_429_with_a_json_error_over_http(tmp_path: Path) -> None:
+    import json as jsonlib
+    import urllib.error
+    import urllib.request
+
+    from tests.integration.conftest import FAST
+    from workstream.handlers import HandlerTable
+    from workstream.handlers.builtin import HANDLERS
+    from workstream.store.sqlite import SqliteStore
+    from workstream.system import System
+
+    system = System(
+        FAST.replace(port=0, max_scheduled_jobs=2),
+        store=SqliteStore(tmp_path / "w.db"),
+        handlers=HandlerTable(HANDLERS),
+    )
+    port = system.start()
+
+    def post(body: dict[str, Any]) -> tuple[int, dict[str, Any], Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/jobs",
+            data=jsonlib.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, dict(response.headers), jsonlib.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), jsonlib.load(error)
+
+    try:
+        for _ in range(2):
+            assert post({"type": "echo", "delay": "1h"})[0] == 201
+        status, headers, body = post({"type": "echo", "delay": "1h"})
+        assert status == 429
+        assert body["code"] == "too_many_scheduled_jobs"
+        assert "MAX_SCHEDULED_JOBS" in body["error"] and "at most 2" in body["error"]
+        assert int(headers["Retry-After"]) >= 1
+        assert post({"type": "echo"})[0] == 201  # a due job is not a scheduled one
+    finally:
+        system.stop()
