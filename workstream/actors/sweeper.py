@@ -14,6 +14,7 @@ commit it hands the deleted jobs to `on_purged` (which removes their outbox file
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,11 @@ class Sweeper(pykka.ThreadingActor):
         self._clock = clock
         self._purging = False
         self.purged = 0  # jobs deleted by retention
+        # The current run of purges (until one deletes less than a batch): for its log line.
+        self._run_deleted = 0
+        self._run_batches = 0
+        self._run_longest = 0.0
+        self._purge_sent = 0.0
 
     def on_receive(self, message: Any) -> Any:
         handler = self._HANDLERS.get(type(message))
@@ -115,6 +121,7 @@ class Sweeper(pykka.ThreadingActor):
         self._purging = True
         now = self._clock()
         ref = self.actor_ref
+        self._purge_sent = time.perf_counter()
 
         def done(value: Any, error: BaseException | None) -> None:
             ref.tell(_PurgeDone(value, error))
@@ -130,18 +137,19 @@ class Sweeper(pykka.ThreadingActor):
 
     def _purge_done(self, message: _PurgeDone) -> None:
         self._purging = False
+        took = time.perf_counter() - self._purge_sent
         if message.error is not None:
             log.warning("retention failed: %s", message.error, extra={"event": "retention_failed"})
+            self._end_run()
             return
         purged = message.purged
         if purged is None or not purged.deleted:
+            self._end_run()
             return
         self.purged += len(purged.deleted)
-        log.debug(
-            "retention deleted %d jobs",
-            len(purged.deleted),
-            extra={"event": "jobs_deleted", "count": len(purged.deleted)},
-        )
+        self._run_deleted += len(purged.deleted)
+        self._run_batches += 1
+        self._run_longest = max(self._run_longest, took)
         if self._retention.on_purged is not None:
             try:
                 self._retention.on_purged(purged.deleted)
@@ -151,6 +159,26 @@ class Sweeper(pykka.ThreadingActor):
                 )
         if purged.more:
             self._start_purge()
+        else:
+            self._end_run()
+
+    def _end_run(self) -> None:
+        """One log line per run of purges that deleted something."""
+        if self._run_deleted:
+            log.info(
+                "retention deleted %d finished jobs",
+                self._run_deleted,
+                extra={
+                    "event": "jobs_deleted",
+                    "count": self._run_deleted,
+                    "batches": self._run_batches,
+                    # the longest round trip of one batch (its transaction, and the
+                    # group commit it waited for)
+                    "longest_batch_ms": round(self._run_longest * 1000, 1),
+                },
+            )
+        self._run_deleted = self._run_batches = 0
+        self._run_longest = 0.0
 
     _HANDLERS: dict[type, Callable[..., Any]] = {
         Tick: _tick,
