@@ -13,6 +13,7 @@ run (so the job is not run beside itself).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -345,12 +346,14 @@ class JobLedger:
         return None
 
     def _purge(self, command: Purge, tx: Transaction, batch: Batch) -> Purged:
+        started = time.perf_counter()
         deleted = tx.delete_finished(
             completed_before=command.completed_before,
             failed_before=command.failed_before,
             limit=command.limit,
         )
-        return Purged(deleted, more=len(deleted) >= command.limit)
+        took = time.perf_counter() - started
+        return Purged(deleted, more=len(deleted) >= command.limit, seconds=took)
 
     _HANDLERS: dict[type, Callable[..., Any]] = {
         Create: _create,

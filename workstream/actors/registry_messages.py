@@ -123,6 +123,7 @@ class Purge:
 class Purged:
     deleted: list[DeletedJob]
     more: bool  # the batch limit was reached: purge again
+    seconds: float = 0.0  # spent deleting (the statements, inside the transaction)
 
 
 @dataclass(frozen=True, slots=True)

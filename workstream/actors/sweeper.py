@@ -82,6 +82,7 @@ class Sweeper(pykka.ThreadingActor):
         self._run_deleted = 0
         self._run_batches = 0
         self._run_longest = 0.0
+        self._run_longest_delete = 0.0
         self._purge_sent = 0.0
 
     def on_receive(self, message: Any) -> Any:
@@ -150,6 +151,7 @@ class Sweeper(pykka.ThreadingActor):
         self._run_deleted += len(purged.deleted)
         self._run_batches += 1
         self._run_longest = max(self._run_longest, took)
+        self._run_longest_delete = max(self._run_longest_delete, purged.seconds)
         if self._retention.on_purged is not None:
             try:
                 self._retention.on_purged(purged.deleted)
@@ -173,12 +175,14 @@ class Sweeper(pykka.ThreadingActor):
                     "count": self._run_deleted,
                     "batches": self._run_batches,
                     # the longest round trip of one batch (its transaction, and the
-                    # group commit it waited for)
+                    # group commit it waited for), and the longest the deletion itself
+                    # held the writer (its statements, inside the transaction)
                     "longest_batch_ms": round(self._run_longest * 1000, 1),
+                    "longest_delete_ms": round(self._run_longest_delete * 1000, 1),
                 },
             )
         self._run_deleted = self._run_batches = 0
-        self._run_longest = 0.0
+        self._run_longest = self._run_longest_delete = 0.0
 
     _HANDLERS: dict[type, Callable[..., Any]] = {
         Tick: _tick,
