@@ -65,6 +65,14 @@ class HandlerTable:
             raise ValueError(f"invalid job type name {item.type!r}")
         if item.timeout is not None and not item.timeout > 0:
             raise ValueError(f"handler {item.type!r}: timeout must be positive")
+        if item.schedule is None and (
+            item.timezone is not None or item.schedule_payload is not None
+        ):
+            raise ValueError(
+                f"handler {item.type!r}: timezone and schedule_payload go with schedule"
+            )
+        if item.schedule is not None and not isinstance(item.schedule, str):
+            raise ValueError(f"handler {item.type!r}: schedule must be a cron expression")
         self._handlers[item.type] = item
 
     def register(
