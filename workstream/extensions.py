@@ -15,6 +15,7 @@ What a setup may use (see docs/architecture.md, "Extending WorkStream"):
   from the server's one Ticker, delivered as `tell`s (actors never sleep);
 - `settings(*rows)`: its own section of the config file (`[name]`) and the environment
   (`NAME_KEY`), with the same converters, validation and exit-2 errors as the core's;
+  `section()`: that table as it is, for keys of its own (named sub-tables);
 - `metrics`: the app's prometheus `CollectorRegistry` (samples get the `node` label);
 - `add_route(path, resource)`: a Falcon resource under `/ext/<name>`, behind the same
   authentication, request ids and JSON errors as the API;

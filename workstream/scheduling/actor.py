@@ -16,7 +16,7 @@ from typing import Any
 
 import pykka
 
-from workstream.errors import WorkStreamError
+from workstream.errors import ShuttingDown, WorkStreamError
 from workstream.jobs.schedules import ScheduleSlot
 from workstream.jobs.service import JobService
 from workstream.jobs.spec import JobSpec
@@ -46,6 +46,7 @@ class Scheduler(pykka.ThreadingActor):
         self._log = log
         self.fired = 0  # slots this node fired (others may have fired the rest)
         self._loaded = False  # the store's fired slots were read
+        self._warned: dict[str, float] = {}  # schedule -> the slot whose failure was logged
 
     def on_start(self) -> None:
         self._load_fired()
@@ -85,9 +86,14 @@ class Scheduler(pykka.ThreadingActor):
         )
         try:
             submission = self._jobs.submit([spec], idempotency_key=slot.key, slot=slot)
+        except ShuttingDown:
+            return  # the extensions stop once the drain is over: nothing to fire now
         except WorkStreamError as exc:
+            if self._warned.get(schedule.name) == due.slot:
+                return  # said once per slot: the next tick tries again quietly
+            self._warned[schedule.name] = due.slot
             self._log.warning(
-                "schedule %s: slot %s not fired yet: %s",
+                "schedule %s: slot %s not fired yet (trying again): %s",
                 schedule.name,
                 slot_time_text(due.slot),
                 exc,
