@@ -14,6 +14,8 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,10 @@ def node(workdir: Path, pg_url: str, ledger: Path) -> ServerProcess:
             "SWEEPER_INTERVAL": "1s",
         },
     )
+
+
+def slot_of_text(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
 def fired_logs(servers: list[ServerProcess]) -> list[dict[str, Any]]:
@@ -102,11 +108,16 @@ def test_each_slot_fires_exactly_once_across_restarts_and_nodes(
     slots = sorted(slot_of.values())
     # Exactly once: no slot twice; and with one node always up, no gap either.
     assert len(slots) == len(set(slots))
-    assert slots == list(range(slots[0], slots[-1] + 1)), "a slot was skipped"
     assert slots[-1] == int(last_slot)
     assert len(slots) >= RUN_SECONDS - 5  # the first slot after the first start, to the end
     # Each slot was fired (created) by exactly one node, and both nodes fired some.
     fired = fired_logs(every)
+    missed = {slot_of_text(log["slot"]): log.get("missed", 0) for log in fired}
+    # No gap, except one the catch-up policy made and said so (a node's tick came more than
+    # a slot late: one run for the latest slot, the skipped ones counted in `missed`).
+    gaps = [(a, b) for a, b in pairwise(slots) if b - a > 1]
+    for before, after in gaps:
+        assert missed.get(after, 0) >= after - before - 1, f"slots {before}..{after} skipped"
     per_slot = Counter(log["slot"] for log in fired)
     assert max(per_slot.values()) == 1
     assert len(fired) == len(slots)
@@ -121,4 +132,4 @@ def test_each_slot_fires_exactly_once_across_restarts_and_nodes(
     assert sum(count - 1 for count in ran_slots.values()) <= 1
     assert len(completed) >= len(slots) - 3  # the last slots may be pending at the stop
     by_node = Counter(id(server) for server in every for log in fired_logs([server]))
-    print(f"{len(slots)} slots, fired per node process: {sorted(by_node.values())}")
+    print(f"{len(slots)} slots, {len(gaps)} gaps, fired per node: {sorted(by_node.values())}")
