@@ -96,6 +96,8 @@ class Scheduling:
     # -- the provider (any thread) --------------------------------------------------------------
 
     def schedules(self) -> list[ScheduleState]:
+        if not self.defined:
+            return []
         fired = {record.name: record for record in self._jobs.fired_slots()}
         now = self._clock()
         states = []
