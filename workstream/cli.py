@@ -4,6 +4,7 @@
     workstream submit TYPE [--payload JSON] [--wait]                      submit a job
     workstream jobs [ID] [--status S] [--type T] [--limit N]              list jobs / show one
     workstream cancel ID | retry ID                                       change a job
+    workstream schedules [--json] | schedules run NAME                    periodic jobs
     workstream migrate [--config FILE] [--database-url URL]               create/upgrade schema
 
 Client commands talk to the server at --url / WORKSTREAM_URL with --token / API_TOKEN.
@@ -108,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("id")
         _client_options(sub)
+
+    schedules = commands.add_parser(
+        "schedules", help="list the periodic schedules, or run one now (schedules run NAME)"
+    )
+    schedules.add_argument("action", nargs="?", choices=["run"], help="run NAME now")
+    schedules.add_argument("name", nargs="?", help="the schedule to run")
+    schedules.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _client_options(schedules)
     return parser
 
 
@@ -243,6 +252,8 @@ def _client_command(args: argparse.Namespace) -> int:
             return _submit(client, args)
         if args.command == "jobs":
             return _jobs(client, args)
+        if args.command == "schedules":
+            return _schedules(client, args)
         job = client.cancel(args.id) if args.command == "cancel" else client.retry(args.id)
         _print_json(job)
         return EXIT_OK
@@ -308,6 +319,46 @@ def _jobs(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _schedules(client: Client, args: argparse.Namespace) -> int:
+    if args.action == "run":
+        if not args.name:
+            print("workstream: schedules run: give the schedule's NAME", file=sys.stderr)
+            return EXIT_USAGE
+        _print_json(client.run_schedule(args.name))
+        return EXIT_OK
+    if args.name:
+        print("workstream: schedules: NAME goes with 'run' (schedules run NAME)", file=sys.stderr)
+        return EXIT_USAGE
+    schedules = client.schedules()
+    if args.json:
+        _print_json(schedules)
+        return EXIT_OK
+    header = ("NAME", "TYPE", "CRON", "TIMEZONE", "NEXT RUN", "LAST RUN", "LAST JOB")
+    rows = [
+        (
+            item["name"],
+            item["type"],
+            item["cron"],
+            item["timezone"],
+            (item.get("next_run_at") or "-")[:19].replace("T", " "),
+            (item.get("last_run_at") or "-")[:19].replace("T", " "),
+            item.get("last_job_id") or "-",
+        )
+        for item in schedules
+    ]
+    print(_columns(header, rows) if rows else "no schedules")
+    return EXIT_OK
+
+
+def _columns(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def _table(jobs: list[dict[str, Any]]) -> str:
     header = ("ID", "TYPE", "STATUS", "ATTEMPTS", "CREATED", "LAST ERROR")
     rows = [
@@ -323,12 +374,7 @@ def _table(jobs: list[dict[str, Any]]) -> str:
     ]
     if not rows:
         return "no jobs"
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in [header, *rows]
-    ]
-    return "\n".join(line.rstrip() for line in lines)
+    return _columns(header, rows)
 
 
 def _print_json(value: Any) -> None:

@@ -39,6 +39,7 @@ from workstream.converters import (
     optional_text,
     port,
     positive_int,
+    retention,
     text_list,
     whole,
 )
@@ -84,6 +85,27 @@ SETTINGS: tuple[Setting, ...] = (
         100,
         positive_int,
         "most jobs waiting to start (pending and due); past it, submissions get 429",
+    ),
+    Setting(
+        "max_scheduled_jobs",
+        1_000_000,
+        lambda raw: whole(raw, 1, 1_000_000_000),
+        "most delayed jobs (pending, run_at in the future) waiting at once; past it, "
+        "submissions of delayed jobs get 429 too_many_scheduled_jobs",
+    ),
+    Setting(
+        "retain_completed",
+        7 * 86400.0,
+        retention,
+        "completed and cancelled jobs (and their outbox files) are deleted this long after "
+        "they ended (e.g. 7d, 12h; 0: kept for ever)",
+    ),
+    Setting(
+        "retain_failed",
+        30 * 86400.0,
+        retention,
+        "jobs failed for good (and their outbox files) are deleted this long after they "
+        "ended (0: kept for ever)",
     ),
     Setting(
         "sweeper_interval",
@@ -227,7 +249,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
-_DURATIONS = (duration, duration_or_zero, interval)
+_DURATIONS = (duration, duration_or_zero, interval, retention)
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,9 @@ class Settings:
     worker_max_jobs: int = 0
     worker_max_memory: int = 0
     job_queue_capacity: int = 100
+    max_scheduled_jobs: int = 1_000_000
+    retain_completed: float = 7 * 86400.0
+    retain_failed: float = 30 * 86400.0
     sweeper_interval: float = 10.0
     max_retries: int = 3
     retry_backoff: float = 1.0

@@ -79,6 +79,30 @@ def duration_or_zero(raw: Any) -> float:
     return _duration(raw)
 
 
+MAX_RETENTION = 10 * 365 * 24 * 3600.0
+
+
+def retention(raw: Any) -> float:
+    """How long finished jobs are kept: a duration (up to 10 years; days: `7d`), 0 for
+    ever."""
+    if isinstance(raw, bool):
+        raise ValueError("expected a duration like 7d, 12h or 30m, or 0 to keep for ever")
+    if isinstance(raw, int | float):
+        seconds = float(raw)
+    else:
+        text = as_text(raw).lower()
+        days = text.removesuffix("d")
+        if days != text and days.replace(".", "", 1).isdigit():
+            seconds = float(days) * 86400.0  # whole days: `7d`, `30d`
+        else:
+            seconds = parse_duration(text)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("must be a finite duration, not negative (0 keeps for ever)")
+    if seconds > MAX_RETENTION:
+        raise ValueError("must be at most 10 years (0 keeps for ever)")
+    return seconds
+
+
 def interval(raw: Any) -> float:
     """How often something periodic runs: at least 50ms, so that it cannot spin."""
     seconds = _duration(raw)

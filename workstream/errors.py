@@ -83,6 +83,12 @@ class QueueFull(WorkStreamError):
         self.retry_after = retry_after
 
 
+class ScheduledJobsFull(QueueFull):
+    """MAX_SCHEDULED_JOBS: too many delayed jobs wait for their run_at (429)."""
+
+    code = "too_many_scheduled_jobs"
+
+
 class ShuttingDown(WorkStreamError):
     code = "shutting_down"
 

@@ -15,6 +15,7 @@ What a setup may use (see docs/architecture.md, "Extending WorkStream"):
   from the server's one Ticker, delivered as `tell`s (actors never sleep);
 - `settings(*rows)`: its own section of the config file (`[name]`) and the environment
   (`NAME_KEY`), with the same converters, validation and exit-2 errors as the core's;
+  `section()`: that table as it is, for keys of its own (named sub-tables);
 - `metrics`: the app's prometheus `CollectorRegistry` (samples get the `node` label);
 - `add_route(path, resource)`: a Falcon resource under `/ext/<name>`, behind the same
   authentication, request ids and JSON errors as the API;
@@ -105,6 +106,13 @@ class ExtensionContext:
         full = self.prefix + path.rstrip("/") if path != "/" else self.prefix
         self.routes.append((full, resource))
         return full
+
+    def section(self) -> Mapping[str, Any]:
+        """This extension's `[name]` table of the config file as it is, for an extension
+        whose keys are its own (named sub-tables, such as `[schedules.nightly]`); it checks
+        them itself. Marks the section read, as `settings` does."""
+        self.section_read = True
+        return self.server_settings.config_tables.get(self.name, {})
 
     def settings(self, *rows: Setting) -> dict[str, Any]:
         """This extension's settings: defaults < its `[name]` table in the config file <

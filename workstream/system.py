@@ -49,6 +49,7 @@ from workstream.jobs.retry import RetryPolicy
 from workstream.logs import log_job_events
 from workstream.metrics import Metrics
 from workstream.proc.spec import ChildSpec
+from workstream.scheduling import EXTENSION_NAME, Scheduling, load_schedules
 from workstream.start_rate import StartRate
 from workstream.store import store_from_url
 from workstream.store.base import Store
@@ -115,6 +116,13 @@ def child_spec(settings: Settings) -> ChildSpec:
     )
 
 
+def builtin_extension(scheduling: Scheduling) -> LoadedExtension:
+    """The scheduler, loaded like a user's extension under the name `schedules`."""
+    extension = LoadedExtension("workstream.scheduling", scheduling.setup)
+    extension.name = EXTENSION_NAME
+    return extension
+
+
 class System:
     """Everything, built from settings. Tests inject the store, handlers, clock and ids,
     and may leave the HTTP port closed (`serve_http=False`)."""
@@ -152,6 +160,10 @@ class System:
                 worker_processes=settings.worker_processes,
                 worker_max_jobs=settings.worker_max_jobs,
                 worker_max_memory=settings.worker_max_memory,
+                max_scheduled_jobs=settings.max_scheduled_jobs,
+                retain_completed=settings.retain_completed,
+                retain_failed=settings.retain_failed,
+                outbox_dir=settings.outbox_dir,
             ),
             store=self.store,
             handlers=self.handlers,
@@ -175,6 +187,17 @@ class System:
             clock=clock,
         )
         self.metrics.bind(self.jobs)
+        # Periodic jobs: the built-in scheduler extension, first to start and last to stop,
+        # whenever a schedule is declared (checked here, before anything starts: exit 2).
+        self.scheduling = Scheduling(
+            load_schedules(settings, self.handlers), jobs=self.jobs, clock=clock
+        )
+        if self.scheduling.defined or EXTENSION_NAME in settings.config_tables:
+            if any(extension.name == EXTENSION_NAME for extension in self.extensions):
+                raise ConfigError(
+                    f"EXTENSIONS: the name {EXTENSION_NAME!r} is the built-in scheduler's"
+                )
+            self.extensions.insert(0, builtin_extension(self.scheduling))
         self.serve_http = serve_http
         self.http: HttpServer | None = None
         self.port: int | None = None
@@ -253,6 +276,7 @@ class System:
             on_auth_failure=self.metrics.auth_failures.inc,
             host=settings.host,
             clock=self.clock,
+            schedules=self.scheduling,
         )
         self.http = HttpServer(
             app,

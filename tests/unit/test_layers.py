@@ -26,6 +26,12 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "actors": (("actors/",), (*DOMAIN, "handlers", "store.base", "proc", "actors")),
     "http": (("http/",), (*DOMAIN, "http")),
     "client": (("client/", "client.py"), (*DOMAIN, "client")),
+    # The built-in scheduler: an extension, on the extension API (and the handlers'
+    # declared schedules).
+    "scheduling": (
+        ("scheduling/",),
+        (*DOMAIN, "converters", "config", "handlers", "extensions", "scheduling"),
+    ),
     # The composition root and the extension API it hands to extensions.
     "root": (
         ("system.py", "extensions.py"),
@@ -40,6 +46,7 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "http",
             *OBSERVABILITY,
             "extensions",
+            "scheduling",
         ),
     ),
     "entry points": (("cli.py", "__main__.py", "__init__.py"), ("",)),
@@ -47,7 +54,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 # Third-party libraries and the only places allowed to import them.
 LIBRARY_HOMES = {
-    "pykka": ("actors/", "extensions.py"),
+    "pykka": ("actors/", "extensions.py", "scheduling/"),
+    "cronsim": ("scheduling/",),
     "falcon": ("http/",),
     "waitress": ("http/server",),
     "prometheus_client": ("metrics.py",),

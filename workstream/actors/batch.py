@@ -29,3 +29,4 @@ class Batch:
     released: list[Job] = field(default_factory=list)  # unconfirmed claims undone
     unpark: bool = False  # an `Unpark` came: the parked claim is answered in this batch
     poke: bool = False  # an `Unpark(answer=False)` came: the parked claim runs in this batch
+    scheduled: int | None = None  # delayed jobs, once counted (MAX_SCHEDULED_JOBS)

@@ -35,6 +35,7 @@ from workstream.errors import (
 from workstream.jobs.limits import MAX_DOCUMENT_BYTES, PAGE_BYTES
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job
+from workstream.jobs.schedules import FiredSlot, ScheduleSlot
 from workstream.jobs.service import Health, Submission
 from workstream.jobs.spec import JobSpec
 from workstream.store.base import Counts
@@ -100,6 +101,7 @@ class Gateway:
         request_hash: str | None = None,
         batch: bool = False,
         checked: bool = False,
+        slot: ScheduleSlot | None = None,
     ) -> Submission:
         if not checked:
             for index, spec in enumerate(specs):
@@ -115,6 +117,7 @@ class Gateway:
                     request_hash=request_hash,
                     ticket=ticket,
                     limit=self._system.tuning.job_queue_capacity,
+                    slot=slot,
                 ),
                 ticket,
             )
@@ -138,6 +141,9 @@ class Gateway:
         if job is None:
             raise NotFound(f"no job with id {shorten(job_id)}")
         return job
+
+    def fired_slots(self) -> builtins.list[FiredSlot]:
+        return self._system.store.fired_slots()
 
     def list(self, query: JobFilter) -> JobPage:
         return self._system.store.list(dataclasses.replace(query, max_bytes=PAGE_BYTES))

@@ -1,8 +1,10 @@
 """New jobs: a `Create` turned into stored jobs inside the Registry's transaction.
 
 Every refusal is decided in the transaction that would store the jobs, so that a refused
-job is never stored and a stored one is never refused: the capacity (`count_ready`), an
-Idempotency-Key already used, and a caller that stopped waiting (its `Ticket`).
+job is never stored and a stored one is never refused: the capacity (`count_ready`), the
+cap on delayed jobs (MAX_SCHEDULED_JOBS, `count_scheduled`), an Idempotency-Key already
+used, and a caller that stopped waiting (its `Ticket`). A schedule's slot is recorded in
+the transaction that stores its job, and a slot some node already fired stores nothing.
 """
 
 from __future__ import annotations
@@ -12,18 +14,32 @@ from collections.abc import Callable
 
 from workstream.actors.batch import Batch
 from workstream.actors.registry_messages import Create, Created
-from workstream.errors import Conflict, IdempotencyKeyReused, QueueFull, ServiceBusy
+from workstream.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    QueueFull,
+    ScheduledJobsFull,
+    ServiceBusy,
+)
 from workstream.jobs.events import JOB_CREATED, JOB_REJECTED, JobEvent
 from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.schedules import FiredSlot
 from workstream.store.base import Transaction
 
 __all__ = ["Intake"]
 
 
 class Intake:
-    def __init__(self, *, new_id: Callable[[], str], default_max_retries: int) -> None:
+    def __init__(
+        self,
+        *,
+        new_id: Callable[[], str],
+        default_max_retries: int,
+        max_scheduled: int | None = None,
+    ) -> None:
         self._new_id = new_id
         self._default_max_retries = default_max_retries
+        self._max_scheduled = max_scheduled
 
     def create(self, command: Create, tx: Transaction, batch: Batch) -> Created:
         """Store the command's jobs, all or none, or refuse it; an Idempotency-Key seen
@@ -34,6 +50,12 @@ class Intake:
             raise ServiceBusy("the request waited too long; nothing was stored")
         now = batch.now
         key = command.idempotency_key
+        slot = command.slot
+        if slot is not None:
+            last = tx.last_slot(slot.name)  # locked: nodes firing it at once queue here
+            if last is not None and last >= slot.at:
+                found = tx.find_by_idempotency_key(slot.key)
+                return Created([found] if found is not None else [], created=False)
         if key is not None:
             existing = tx.find_by_idempotency_key(key)
             if existing is not None:
@@ -70,6 +92,9 @@ class Intake:
                         else f"this request brings {due} due jobs, more than fit at once"
                     )
                 )
+        delayed = len(jobs) - due
+        if self._max_scheduled is not None and delayed:
+            self._check_scheduled(tx, batch, delayed, jobs)
         for job in jobs:
             try:
                 tx.insert(job)
@@ -81,7 +106,29 @@ class Intake:
                     raise
                 return self._repeat(existing, command)
             batch.events.append(JobEvent(JOB_CREATED, job.id, job.type, 0, now, run_at=job.run_at))
+        if batch.scheduled is not None:
+            batch.scheduled += delayed
+        if slot is not None:
+            tx.record_slot(FiredSlot(slot.name, slot.at, jobs[0].id if jobs else None, now))
         return Created(jobs, created=True)
+
+    def _check_scheduled(
+        self, tx: Transaction, batch: Batch, delayed: int, jobs: list[Job]
+    ) -> None:
+        """MAX_SCHEDULED_JOBS: the delayed jobs, counted once per transaction (an index-only
+        count, up to the cap) and kept up to date by the admissions that follow in it."""
+        limit = self._max_scheduled
+        assert limit is not None
+        if batch.scheduled is None:
+            batch.scheduled = tx.count_scheduled(batch.now, limit + 1)
+        if batch.scheduled + delayed > limit:
+            for job_type, count in Counter(job.type for job in jobs).items():
+                batch.events.append(JobEvent(JOB_REJECTED, "", job_type, 0, batch.now, count=count))
+            raise ScheduledJobsFull(
+                f"too many scheduled jobs: {batch.scheduled} delayed jobs are waiting for "
+                f"their run_at and at most {limit} may (MAX_SCHEDULED_JOBS); "
+                + ("retry later" if delayed <= limit else f"this request brings {delayed}")
+            )
 
     @staticmethod
     def _repeat(existing: Job, command: Create) -> Created:

@@ -13,6 +13,7 @@ run (so the job is not run beside itself).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ from workstream.actors.registry_messages import (
     Created,
     Finish,
     Outcome,
+    Purge,
+    Purged,
     Recover,
     Release,
     RenewLeases,
@@ -86,8 +89,11 @@ class JobLedger:
         retry_policy: RetryPolicy,
         lease_duration: float,
         default_max_retries: int,
+        max_scheduled: int | None = None,
     ) -> None:
-        self._intake = Intake(new_id=new_id, default_max_retries=default_max_retries)
+        self._intake = Intake(
+            new_id=new_id, default_max_retries=default_max_retries, max_scheduled=max_scheduled
+        )
         self._owner = owner
         self._policy = retry_policy
         self._lease = lease_duration
@@ -380,6 +386,16 @@ class JobLedger:
     def _barrier(self, command: Barrier, tx: Transaction, batch: Batch) -> None:
         return None
 
+    def _purge(self, command: Purge, tx: Transaction, batch: Batch) -> Purged:
+        started = time.perf_counter()
+        deleted = tx.delete_finished(
+            completed_before=command.completed_before,
+            failed_before=command.failed_before,
+            limit=command.limit,
+        )
+        took = time.perf_counter() - started
+        return Purged(deleted, more=len(deleted) >= command.limit, seconds=took)
+
     _HANDLERS: dict[type, Callable[..., Any]] = {
         Create: _create,
         Claim: _claim,
@@ -392,5 +408,6 @@ class JobLedger:
         Recover: _recover,
         Release: _release,
         Barrier: _barrier,
+        Purge: _purge,
         AttemptEnded: _attempt_ended,
     }

@@ -55,6 +55,7 @@ class Registry(pykka.ThreadingActor):
         lease_duration: float,
         default_max_retries: int,
         write_health: WriteHealth | None = None,
+        max_scheduled: int | None = None,
     ) -> None:
         super().__init__()
         self._events = events
@@ -65,6 +66,7 @@ class Registry(pykka.ThreadingActor):
             retry_policy=retry_policy,
             lease_duration=lease_duration,
             default_max_retries=default_max_retries,
+            max_scheduled=max_scheduled,
         )
         self._committer = Committer(
             store=store,

@@ -13,7 +13,9 @@ from typing import Any
 from workstream.actors.replies import Reply, Ticket
 from workstream.jobs.limits import SWEEP_BATCH
 from workstream.jobs.model import Job
+from workstream.jobs.schedules import ScheduleSlot
 from workstream.jobs.spec import JobSpec
+from workstream.store.base import DeletedJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,8 @@ class Create:
     idempotency_key: str | None = None
     request_hash: str | None = None
     ticket: Ticket | None = None  # settles a race with a caller that stops waiting
+    # A schedule's slot: stored with the job, and a slot already fired creates nothing.
+    slot: ScheduleSlot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,24 @@ class Swept:
     requeued: int
     recovered: int
     more: bool  # the batch limit was reached: sweep again
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """Retention: delete up to `limit` finished jobs that ended before the cutoffs (None:
+    keep them for ever). Answers `Purged`."""
+
+    reply: Reply | None
+    completed_before: float | None
+    failed_before: float | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    deleted: list[DeletedJob]
+    more: bool  # the batch limit was reached: purge again
+    seconds: float = 0.0  # spent deleting (the statements, inside the transaction)
 
 
 @dataclass(frozen=True, slots=True)

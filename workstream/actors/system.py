@@ -31,19 +31,20 @@ from workstream.actors.process_worker import ProcessWorker
 from workstream.actors.process_worker_messages import AwaitReady
 from workstream.actors.registry import Registry
 from workstream.actors.registry_messages import Barrier, Recover, Release, RenewLeases, Sweep, Swept
-from workstream.actors.sweeper import Sweeper
+from workstream.actors.sweeper import Retention, Sweeper
 from workstream.actors.sweeper_messages import Tick
 from workstream.actors.ticker import Ticker
 from workstream.actors.worker import Worker
 from workstream.actors.write_health import WriteHealth
 from workstream.errors import ServiceBusy, ShuttingDown, StorageUnavailable
 from workstream.handlers import HandlerTable
+from workstream.handlers.email_delivery import remove_outbox_files
 from workstream.handlers.middleware import MiddlewareChain
 from workstream.jobs.events import JOB_COMPLETED, JOB_FAILED, MAKES_WORK, JobEvent
 from workstream.jobs.retry import RetryPolicy
 from workstream.proc.spec import ChildSpec
 from workstream.proc.supervision import ChildStats
-from workstream.store.base import Store
+from workstream.store.base import DeletedJob, Store
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class Tuning:
     worker_processes: int = 0  # 0: in-process Workers, one thread each
     worker_max_jobs: int = 0
     worker_max_memory: int = 0
+    max_scheduled_jobs: int | None = None  # None: no cap on delayed jobs
+    retain_completed: float = 0.0  # 0: finished jobs are kept for ever
+    retain_failed: float = 0.0
+    outbox_dir: str | None = None  # where deleted jobs' .eml files are removed from
 
 
 def process_shares(worker_count: int, processes: int) -> list[int]:
@@ -149,6 +154,7 @@ class ActorSystem:
             lease_duration=tuning.lease_duration,
             default_max_retries=tuning.max_retries,
             write_health=self.write_health,
+            max_scheduled=tuning.max_scheduled_jobs,
         )
         self.dispatcher = Dispatcher.start(
             registry=self.registry,
@@ -175,7 +181,9 @@ class ActorSystem:
                 )
                 for index in range(1, tuning.worker_count + 1)
             ]
-        self.sweeper = Sweeper.start(registry=self.registry)
+        self.sweeper = Sweeper.start(
+            registry=self.registry, retention=self._retention(), clock=self.clock
+        )
         sweeper, registry = self.sweeper, self.registry
         self.ticker.every(tuning.sweeper_interval, lambda: sweeper.tell(Tick()))
         self.ticker.every(tuning.lease_duration / 3, lambda: registry.tell(RenewLeases()))
@@ -184,6 +192,18 @@ class ActorSystem:
             self.ticker.every(tuning.sweeper_interval, self.wake_dispatcher)
         self.ticker.start()
         self.store.watch(self.wake_dispatcher)
+
+    def _retention(self) -> Retention:
+        tuning = self.tuning
+        outbox = tuning.outbox_dir
+
+        def remove_files(deleted: list[DeletedJob]) -> None:
+            if outbox is not None:
+                remove_outbox_files(outbox, [job.id for job in deleted])
+
+        return Retention(
+            completed=tuning.retain_completed, failed=tuning.retain_failed, on_purged=remove_files
+        )
 
     def _start_process_workers(self) -> None:
         """One process Worker per child, each with its share of WORKER_COUNT threads; start-up

@@ -6,6 +6,7 @@ polling of `wait` (`waiting.py`) live beside it; `workstream.client` exports the
 
 from __future__ import annotations
 
+import builtins
 import http.client
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -121,6 +122,21 @@ class Client:
     def retry(self, job_id: str) -> _JobDict:
         """Re-queue a job that failed, with a fresh budget of runs; 409 otherwise."""
         return self._call("POST", _job_path(job_id) + "/retry", json_body={})[2]
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def schedules(self) -> builtins.list[dict[str, Any]]:  # `list` is a method here
+        """Every periodic schedule: name, type, cron, timezone, next_run_at, last_run_at
+        (RFC 3339, or None) and last_job_id."""
+        return self._call("GET", "/schedules")[2]["schedules"]
+
+    def run_schedule(self, name: str) -> dict[str, Any]:
+        """Submit one job of schedule `name` now (a manual run, not a slot):
+        {"schedule": name, "job_id": id}; 404 (`NotFoundError`) for an unknown name."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"schedule name must be a non-empty string, got {name!r}")
+        path = "/schedules/" + quote(name, safe="") + "/run"
+        return self._call("POST", path, json_body={})[2]
 
     # -- service ---------------------------------------------------------------------------
 

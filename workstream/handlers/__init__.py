@@ -9,6 +9,13 @@
 
 `@handler` registers into `default_table`, which the server copies at start-up after it
 has imported the modules named in `JOB_HANDLERS`.
+
+A handler may also declare a periodic schedule for its type (docs/scheduling.md):
+
+    @handler("report", schedule="0 * * * *", timezone="Europe/Paris")
+
+`schedule` is a cron expression (5 fields, or 6 with seconds first) or `@every 30s`;
+`schedule_payload` is the payload of each scheduled job. They are checked at start-up.
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ class Handler:
     fn: HandlerFn
     timeout: float | None = None
     validate: Validator | None = None
+    # A periodic schedule for this type (checked by workstream.scheduling at start-up).
+    schedule: str | None = None
+    timezone: str | None = None
+    schedule_payload: Any = None
 
 
 class HandlerTable:
@@ -54,6 +65,14 @@ class HandlerTable:
             raise ValueError(f"invalid job type name {item.type!r}")
         if item.timeout is not None and not item.timeout > 0:
             raise ValueError(f"handler {item.type!r}: timeout must be positive")
+        if item.schedule is None and (
+            item.timezone is not None or item.schedule_payload is not None
+        ):
+            raise ValueError(
+                f"handler {item.type!r}: timezone and schedule_payload go with schedule"
+            )
+        if item.schedule is not None and not isinstance(item.schedule, str):
+            raise ValueError(f"handler {item.type!r}: schedule must be a cron expression")
         self._handlers[item.type] = item
 
     def register(
@@ -62,9 +81,22 @@ class HandlerTable:
         *,
         timeout: float | None = None,
         validate: Validator | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        schedule_payload: Any = None,
     ) -> Callable[[HandlerFn], HandlerFn]:
         def decorator(fn: HandlerFn) -> HandlerFn:
-            self.add(Handler(job_type, fn, timeout, validate))
+            self.add(
+                Handler(
+                    job_type,
+                    fn,
+                    timeout,
+                    validate,
+                    schedule=schedule,
+                    timezone=timezone,
+                    schedule_payload=schedule_payload,
+                )
+            )
             return fn
 
         return decorator
@@ -74,6 +106,10 @@ class HandlerTable:
 
     def types(self) -> list[str]:
         return sorted(self._handlers)
+
+    def scheduled(self) -> list[Handler]:
+        """The handlers that declare a schedule, by type."""
+        return [self._handlers[name] for name in self.types() if self._handlers[name].schedule]
 
     def check_submission(self, job_type: str, payload: Any, index: int | None = None) -> None:
         """Refuse, at submission, a job that could never run: unknown type or a payload its
@@ -106,10 +142,25 @@ default_table = HandlerTable()
 
 
 def handler(
-    job_type: str, *, timeout: float | None = None, validate: Validator | None = None
+    job_type: str,
+    *,
+    timeout: float | None = None,
+    validate: Validator | None = None,
+    schedule: str | None = None,
+    timezone: str | None = None,
+    schedule_payload: Any = None,
 ) -> Callable[[HandlerFn], HandlerFn]:
-    """Register `fn(payload, job)` as the handler for `job_type`."""
-    return default_table.register(job_type, timeout=timeout, validate=validate)
+    """Register `fn(payload, job)` as the handler for `job_type`; with `schedule`, a job of
+    this type (payload `schedule_payload`) is also submitted at each of its slots, read in
+    `timezone` (default UTC)."""
+    return default_table.register(
+        job_type,
+        timeout=timeout,
+        validate=validate,
+        schedule=schedule,
+        timezone=timezone,
+        schedule_payload=schedule_payload,
+    )
 
 
 def import_module_for(setting: str, name: str) -> ModuleType:

@@ -17,6 +17,7 @@ import re
 import smtplib
 import ssl
 import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 from workstream.errors import ConfigError
@@ -63,6 +64,29 @@ def write_eml(outbox_dir: str, job: JobContext, data: bytes) -> str:
             "server log has the detail)"
         ) from None
     return name
+
+
+def remove_outbox_files(outbox_dir: str, job_ids: Iterable[str]) -> int:
+    """Retention: remove `<outbox_dir>/<job id>.eml` of deleted jobs (those that have one);
+    how many were removed. An id that cannot name an outbox file has none."""
+    removed = 0
+    for job_id in job_ids:
+        if not _SAFE_JOB_ID.fullmatch(job_id):
+            continue
+        try:
+            os.unlink(os.path.join(outbox_dir, f"{job_id}.eml"))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning(
+                "cannot remove %s.eml from the outbox: %s",
+                job_id,
+                exc.strerror,
+                extra={"event": "outbox_remove_failed", "job_id": job_id},
+            )
+            continue
+        removed += 1
+    return removed
 
 
 def _os_error_text(exc: OSError) -> str:

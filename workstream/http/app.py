@@ -29,6 +29,8 @@ from workstream.http.resources import (
     MetricsResource,
     OpenApiResource,
 )
+from workstream.http.schedules import NoSchedules, ScheduleRunResource, SchedulesResource
+from workstream.jobs.schedules import ScheduleProvider
 from workstream.jobs.service import JobService
 
 
@@ -41,6 +43,7 @@ def create_app(
     on_auth_failure: AuthFailureHook | None = None,
     host: str | None = None,
     clock: Callable[[], float] = time.time,
+    schedules: ScheduleProvider | None = None,
 ) -> falcon.App:
     """The WSGI application of the API in SPEC section 4.
 
@@ -52,7 +55,8 @@ def create_app(
     (see `HostCheckMiddleware`). `max_body_bytes` bounds request bodies (413 past it).
     `routes` are extensions' resources (under `/ext/<name>`), served with the same
     middleware and error handling as the API. `clock` dates the API description (the
-    bound of `run_at`).
+    bound of `run_at`). `schedules` is the scheduler's view: `GET /schedules` and
+    `POST /schedules/{name}/run` (absent: no schedules).
     """
     guard = (
         TokenAuthMiddleware(api_token, on_failure=on_auth_failure)
@@ -73,6 +77,9 @@ def create_app(
     )
     app.add_route("/metrics", MetricsResource(service))
     app.add_route("/health", HealthResource(service))
+    provider = schedules or NoSchedules()
+    app.add_route("/schedules", SchedulesResource(provider))
+    app.add_route("/schedules/{name}/run", ScheduleRunResource(provider))
     document = openapi_document(service.job_types(), now=clock())
     app.add_route("/openapi.json", OpenApiResource(document))
     for path, resource in routes:

@@ -54,6 +54,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsupported_media_type": 415,
     "unknown_job_type": 422,
     "queue_full": 429,
+    "too_many_scheduled_jobs": 429,
     "shutting_down": 503,
     "storage_unavailable": 503,
     "service_busy": 503,

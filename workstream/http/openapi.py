@@ -93,7 +93,11 @@ _BAD_BODY = _error(
 _TOO_LARGE = _error(f"body over {MAX_BODY_BYTES} bytes (`payload_too_large`)")
 _NOT_JSON = _error("Content-Type is not application/json (`unsupported_media_type`)")
 _UNKNOWN_TYPE = _error("no handler for the job type (`unknown_job_type`); lists the known types")
-_QUEUE_FULL = _error("the queue is at capacity (`queue_full`); retry later", ("Retry-After",))
+_QUEUE_FULL = _error(
+    "the queue is at capacity (`queue_full`), or too many delayed jobs wait for their run_at "
+    "(`too_many_scheduled_jobs`, MAX_SCHEDULED_JOBS); nothing was stored; retry later",
+    ("Retry-After",),
+)
 
 
 _MALFORMED_HTTP = _error(
@@ -198,6 +202,103 @@ def _job_action(operation_id: str, summary: str, conflict: str) -> Schema:
     }
 
 
+_TIME_OR_NULL: Schema = {"type": "string", "format": "date-time", "nullable": True}
+_SCHEDULE: Schema = {
+    "type": "object",
+    "description": "a periodic schedule (docs/scheduling.md); times in RFC 3339, UTC",
+    "required": [
+        "name",
+        "type",
+        "cron",
+        "timezone",
+        "next_run_at",
+        "last_run_at",
+        "last_job_id",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string", "description": "the job type each run submits"},
+        "cron": {
+            "type": "string",
+            "description": "the cron expression (5 fields, or 6 with seconds first), or "
+            "`@every <n>s` for an interval schedule",
+        },
+        "timezone": {"type": "string", "description": "the IANA zone the cron is read in"},
+        "next_run_at": _TIME_OR_NULL,
+        "last_run_at": {
+            **_TIME_OR_NULL,
+            "description": "when the latest slot fired, on any node (null: never)",
+        },
+        "last_job_id": {"type": "string", "nullable": True},
+    },
+}
+
+
+def _schedule_paths() -> dict[str, Schema]:
+    return {
+        "/schedules": {
+            "get": {
+                "operationId": "listSchedules",
+                "summary": "The periodic schedules, with their next and last run",
+                "responses": {
+                    "200": _response(
+                        "every schedule, by name",
+                        {
+                            "type": "object",
+                            "required": ["schedules"],
+                            "additionalProperties": False,
+                            "properties": {"schedules": {"type": "array", "items": _SCHEDULE}},
+                        },
+                    ),
+                    "401": _UNAUTHORIZED,
+                    "500": _INTERNAL,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/schedules/{name}/run": {
+            "post": {
+                "operationId": "runSchedule",
+                "summary": "Run a schedule now: one job, outside its slots (they fire as usual)",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "the schedule's name",
+                    }
+                ],
+                "requestBody": _json_body("NoInput", required=False),
+                "responses": {
+                    "201": _response(
+                        "the job, stored",
+                        {
+                            "type": "object",
+                            "required": ["schedule", "job_id"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "schedule": {"type": "string"},
+                                "job_id": {"type": "string"},
+                            },
+                        },
+                        ("Location",),
+                    ),
+                    "400": _error("a body other than {} (`invalid_json`, `invalid_request`)"),
+                    "401": _UNAUTHORIZED,
+                    "404": _error("no schedule has this name (`not_found`)"),
+                    "413": _TOO_LARGE,
+                    "415": _NOT_JSON,
+                    "429": _QUEUE_FULL,
+                    "500": _INTERNAL,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+    }
+
+
 def _paths() -> dict[str, Schema]:
     return {
         "/jobs": {
@@ -296,6 +397,7 @@ def _paths() -> dict[str, Schema]:
                 "the job has not failed for good (`invalid_state`)",
             )
         },
+        **_schedule_paths(),
         "/metrics": {
             "get": {
                 "operationId": "getMetrics",

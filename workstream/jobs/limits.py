@@ -24,6 +24,9 @@ MAX_DELAY_SECONDS = 366 * 24 * 3600.0
 
 # How many jobs one sweep (due retries, expired leases) moves in one transaction.
 SWEEP_BATCH = 1000
+# How many finished jobs retention deletes in one transaction (it never holds the writer
+# long: other commands of the group commit wait behind it).
+RETENTION_BATCH = 500
 
 
 def is_job_type(name: str) -> bool:

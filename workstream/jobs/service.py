@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job
+from workstream.jobs.schedules import FiredSlot, ScheduleSlot
 from workstream.jobs.spec import JobSpec
 
 
@@ -39,11 +40,14 @@ class JobService(Protocol):
         request_hash: str | None = None,
         batch: bool = False,
         checked: bool = False,
+        slot: ScheduleSlot | None = None,
     ) -> Submission:
         """Store the jobs, all or none. Raises UnknownJobType (422), InvalidPayload (400),
         QueueFull (429), IdempotencyKeyReused (409), ShuttingDown / StorageUnavailable /
         ServiceBusy (503). With `batch`, errors about one job name its index: `jobs[3]: ...`.
-        `checked` says the caller already passed every spec through `check_job`."""
+        `checked` says the caller already passed every spec through `check_job`. With
+        `slot` (the scheduler), the slot is recorded with the job in one transaction, and
+        a slot any node already fired stores nothing (`created` False)."""
 
     def check_job(self, spec: JobSpec, index: int | None = None) -> None:
         """Refuse a job that could never run (UnknownJobType 422, InvalidPayload 400,
@@ -51,6 +55,9 @@ class JobService(Protocol):
 
     def get(self, job_id: str) -> Job:
         """Raises NotFound."""
+
+    def fired_slots(self) -> builtins.list[FiredSlot]:  # `list` is a method here
+        """Every schedule's latest fired slot, by any node."""
 
     def list(self, query: JobFilter) -> JobPage: ...
 

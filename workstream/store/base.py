@@ -10,6 +10,7 @@ any thread and must not queue behind the writer.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -17,6 +18,15 @@ from typing import Protocol
 
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.schedules import FiredSlot
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedJob:
+    """A job retention deleted: what is needed to remove what it left outside the store."""
+
+    id: str
+    type: str
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,25 @@ class Transaction(Protocol):
 
     def renew_leases(self, owner: str, job_ids: list[str], until: float) -> int: ...
 
+    def count_scheduled(self, now: float, limit: int) -> int:
+        """Pending jobs not yet due at `now` (delayed), counting no further than `limit`.
+        Serialised with other nodes' admissions as `count_ready` is."""
+
+    def last_slot(self, name: str) -> float | None:
+        """The latest slot schedule `name` fired, by any node; the row stays locked for the
+        rest of the transaction where the store has row locks."""
+
+    def record_slot(self, fired: FiredSlot) -> None:
+        """Remember that `fired.slot` of the schedule fired (never moves a slot back)."""
+
+    def delete_finished(
+        self, *, completed_before: float | None, failed_before: float | None, limit: int
+    ) -> list[DeletedJob]:
+        """Retention: delete up to `limit` jobs, oldest end first, that are completed or
+        cancelled and finished before `completed_before`, or failed for good before
+        `failed_before` (None: keep those for ever), with everything stored about them.
+        Skips rows other transactions hold. Returns what was deleted."""
+
 
 class Store(Protocol):
     exclusive: bool
@@ -105,6 +134,9 @@ class Store(Protocol):
 
     def counts(self, now: float) -> Counts: ...
 
+    def fired_slots(self) -> builtins.list[FiredSlot]:  # `list` is a method here
+        """Every schedule's latest fired slot (any node's)."""
+
     def ping(self) -> None:
         """Raise StorageUnavailable if the store cannot be read."""
 
@@ -112,3 +144,19 @@ class Store(Protocol):
 def chunked(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def retention_cutoffs(
+    completed_before: float | None, failed_before: float | None
+) -> list[tuple[JobStatus, float]]:
+    """(status, finished before) pairs that retention deletes (failed: for good only, the
+    only failed jobs with a `finished_at`)."""
+    cutoffs: list[tuple[JobStatus, float]] = []
+    if completed_before is not None:
+        cutoffs += [
+            (JobStatus.COMPLETED, completed_before),
+            (JobStatus.CANCELLED, completed_before),
+        ]
+    if failed_before is not None:
+        cutoffs.append((JobStatus.FAILED, failed_before))
+    return cutoffs

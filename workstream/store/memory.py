@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from workstream.errors import Conflict, StorageUnavailable
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
-from workstream.store.base import Counts
+from workstream.jobs.schedules import FiredSlot
+from workstream.store.base import Counts, DeletedJob, retention_cutoffs
 
 PENDING = JobStatus.PENDING
 PROCESSING = JobStatus.PROCESSING
@@ -27,10 +28,14 @@ class MemoryTransaction:
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self.staged: dict[str, Job] = {}
+        self.deleted: set[str] = set()
+        self.slots: dict[str, FiredSlot] = {}
 
     def _all(self) -> list[Job]:
         merged = dict(self._store._jobs)
         merged.update(self.staged)
+        for job_id in self.deleted:
+            merged.pop(job_id, None)
         return sorted(merged.values(), key=lambda job: self._seq_of(job.id))
 
     def _seq_of(self, job_id: str) -> int:
@@ -45,6 +50,8 @@ class MemoryTransaction:
         self.staged[job.id] = job
 
     def get(self, job_id: str) -> Job | None:
+        if job_id in self.deleted:
+            return None
         return self.staged.get(job_id) or self._store._jobs.get(job_id)
 
     def update(self, job: Job, expected: Job) -> bool:
@@ -122,6 +129,41 @@ class MemoryTransaction:
                 renewed += 1
         return renewed
 
+    def count_scheduled(self, now: float, limit: int) -> int:
+        delayed = [
+            job
+            for job in self._all()
+            if job.status is PENDING and job.run_at is not None and job.run_at > now
+        ]
+        return min(limit, len(delayed))
+
+    def last_slot(self, name: str) -> float | None:
+        fired = self.slots.get(name) or self._store._slots.get(name)
+        return None if fired is None else fired.slot
+
+    def record_slot(self, fired: FiredSlot) -> None:
+        last = self.last_slot(fired.name)
+        if last is None or fired.slot > last:
+            self.slots[fired.name] = fired
+
+    def delete_finished(
+        self, *, completed_before: float | None, failed_before: float | None, limit: int
+    ) -> list[DeletedJob]:
+        deleted: list[DeletedJob] = []
+        for status, before in retention_cutoffs(completed_before, failed_before):
+            ended = [
+                job
+                for job in self._all()
+                if job.status is status and job.finished_at is not None and job.finished_at < before
+            ]
+            for job in sorted(ended, key=lambda job: job.finished_at or 0.0)[
+                : limit - len(deleted)
+            ]:
+                self.deleted.add(job.id)
+                self.staged.pop(job.id, None)
+                deleted.append(DeletedJob(job.id, job.type))
+        return deleted
+
 
 class MemoryStore:
     exclusive = True  # one process at a time (see base.Store.exclusive)
@@ -129,6 +171,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._seq: dict[str, int] = {}
+        self._slots: dict[str, FiredSlot] = {}
+        self._last_seq = 0
         self._lock = threading.RLock()  # held briefly: reads and the apply of a commit
         self._writer = threading.Lock()  # one transaction at a time; readers never wait on it
         self._fail_next = 0
@@ -160,8 +204,13 @@ class MemoryStore:
             with self._lock:
                 for job_id, job in tx.staged.items():
                     if job_id not in self._seq:
-                        self._seq[job_id] = len(self._seq) + 1
+                        self._last_seq += 1
+                        self._seq[job_id] = self._last_seq
                     self._jobs[job_id] = job
+                for job_id in tx.deleted:
+                    self._jobs.pop(job_id, None)
+                    self._seq.pop(job_id, None)
+                self._slots.update(tx.slots)
                 self.transactions += 1
 
     def get(self, job_id: str) -> Job | None:
@@ -203,6 +252,10 @@ class MemoryStore:
 
     def ping(self) -> None:
         return None
+
+    def fired_slots(self) -> builtins.list[FiredSlot]:  # `list` is a method here
+        with self._lock:
+            return [self._slots[name] for name in sorted(self._slots)]
 
     def all_jobs(self) -> builtins.list[Job]:  # `list` is a method here
         """Test helper: every stored job in submission order."""

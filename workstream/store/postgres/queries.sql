@@ -105,6 +105,31 @@ UPDATE jobs SET lease_expires_at = %s
 WHERE status = 'processing' AND owner = %s AND id = ANY(%s);
 
 
+-- name: count_scheduled
+SELECT count(*) FROM (
+    SELECT 1 FROM jobs WHERE status = 'pending' AND run_at > %s LIMIT %s
+) AS delayed;
+
+-- name: last_slot
+-- Locked: another node firing the same schedule waits here for this transaction's end,
+-- then reads the slot it recorded.
+SELECT last_slot FROM schedule_slots WHERE name = %s FOR UPDATE;
+
+-- name: record_slot
+INSERT INTO schedule_slots (name, last_slot, last_job_id, fired_at) VALUES (%s, %s, %s, %s)
+ON CONFLICT (name) DO UPDATE SET last_slot = excluded.last_slot,
+    last_job_id = excluded.last_job_id, fired_at = excluded.fired_at
+WHERE excluded.last_slot > schedule_slots.last_slot;
+
+-- name: delete_finished
+-- Retention, oldest end first, one status at a time (jobs_finished); nodes purging at once
+-- take disjoint rows. With the attempts history, its rows go in delete_finished too.
+DELETE FROM jobs WHERE seq IN (
+    SELECT seq FROM jobs WHERE status = %s AND finished_at < %s
+    ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED
+) RETURNING id, type;
+
+
 -- Admission: a transaction-scoped advisory lock under a savepoint ------------------------
 
 -- name: admission_savepoint
@@ -160,6 +185,9 @@ FROM jobs GROUP BY status;
 
 -- name: ping
 SELECT 1;
+
+-- name: fired_slots
+SELECT name, last_slot, last_job_id, fired_at FROM schedule_slots ORDER BY name;
 
 
 -- Migrations (workstream/store/migrations/postgres/), each in a transaction -------------

@@ -17,6 +17,7 @@ hold a caller.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import secrets
 import threading
@@ -31,9 +32,10 @@ from psycopg_pool import ConnectionPool
 from workstream.errors import ConfigError, StorageUnavailable
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job
+from workstream.jobs.schedules import FiredSlot
 from workstream.store.base import Counts
 from workstream.store.postgres import connections
-from workstream.store.postgres.codec import enc, row_to_job
+from workstream.store.postgres.codec import dec, enc, row_to_job
 from workstream.store.postgres.connections import Connection
 from workstream.store.postgres.errors import (
     bad_option,
@@ -299,6 +301,12 @@ class PostgresStore:
             ready=sum(ready for _, _, ready in rows),
             by_status={status: count for status, count, _ in rows},
         )
+
+    def fired_slots(self) -> builtins.list[FiredSlot]:  # `list` is a method here
+        return [
+            FiredSlot(dec(name), float(slot), dec(job_id), float(fired_at))
+            for name, slot, job_id, fired_at in self._read(SQL["fired_slots"], ())
+        ]
 
     def ping(self) -> None:
         self._read(SQL["ping"], ())

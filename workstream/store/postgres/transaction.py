@@ -34,8 +34,11 @@ from psycopg import errors as pg_errors
 
 from workstream.errors import Conflict, ServiceBusy, StorageUnavailable
 from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.schedules import FiredSlot
+from workstream.store.base import DeletedJob, retention_cutoffs
 from workstream.store.postgres.codec import (
     Fence,
+    dec,
     enc,
     fence,
     insert_params,
@@ -228,6 +231,38 @@ class PostgresTransaction:
             self._admission_locked = True
         row = self._query(SQL["count_ready"], (now, limit)).fetchone()
         return int(row[0]) if row else 0
+
+    def count_scheduled(self, now: float, limit: int) -> int:
+        if not self._admission_locked:
+            self._lock_admission()
+            self._admission_locked = True
+        row = self._query(SQL["count_scheduled"], (now, limit)).fetchone()
+        return int(row[0]) if row else 0
+
+    def last_slot(self, name: str) -> float | None:
+        row = self._exec(SQL["last_slot"], (enc(name),)).fetchone()
+        return None if row is None else float(row[0])
+
+    def record_slot(self, fired: FiredSlot) -> None:
+        self._exec(
+            SQL["record_slot"],
+            (enc(fired.name), fired.slot, enc(fired.job_id), fired.fired_at),
+        )
+
+    def delete_finished(
+        self, *, completed_before: float | None, failed_before: float | None, limit: int
+    ) -> list[DeletedJob]:
+        deleted: list[DeletedJob] = []
+        for status, before in retention_cutoffs(completed_before, failed_before):
+            if len(deleted) >= limit:
+                break
+            rows = self._query(
+                SQL["delete_finished"], (status.value, before, limit - len(deleted))
+            ).fetchall()
+            for job_id, job_type in rows:
+                self._held.pop(job_id, None)
+                deleted.append(DeletedJob(dec(job_id), dec(job_type)))
+        return deleted
 
     def _lock_admission(self) -> None:
         """Take the admission lock, in a statement of its own: the count that follows then

@@ -22,6 +22,16 @@ PRAGMA busy_timeout = {milliseconds};
 -- A commit survives power loss.
 PRAGMA synchronous = FULL;
 
+-- name: auto_vacuum
+PRAGMA auto_vacuum;
+
+-- name: auto_vacuum_incremental
+-- Only takes effect before the first table is created, or with a VACUUM after it.
+PRAGMA auto_vacuum = INCREMENTAL;
+
+-- name: vacuum
+VACUUM;
+
 -- name: query_only
 PRAGMA query_only = 1;
 
@@ -89,6 +99,34 @@ UPDATE jobs SET lease_expires_at = ?
 WHERE status = 'processing' AND owner = ? AND id IN ({marks});
 
 
+-- name: count_scheduled
+SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND run_at > ? LIMIT ?);
+
+-- name: last_slot
+SELECT last_slot FROM schedule_slots WHERE name = ?;
+
+-- name: record_slot
+INSERT INTO schedule_slots (name, last_slot, last_job_id, fired_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET last_slot = excluded.last_slot,
+    last_job_id = excluded.last_job_id, fired_at = excluded.fired_at
+WHERE excluded.last_slot > schedule_slots.last_slot;
+
+-- name: delete_finished
+-- Retention, oldest end first, one status at a time (jobs_finished). With the attempts
+-- history, its rows go in delete_finished too.
+DELETE FROM jobs WHERE seq IN (
+    SELECT seq FROM jobs WHERE status = ? AND finished_at < ? ORDER BY finished_at LIMIT ?
+) RETURNING id, type;
+
+-- name: incremental_vacuum
+-- Give a page freed by deletions back to the file system (auto_vacuum = INCREMENTAL). The
+-- pragma frees one page per step, and Python's execute takes one step: one call a page.
+PRAGMA incremental_vacuum(1);
+
+-- name: freelist_count
+PRAGMA freelist_count;
+
+
 -- Reads (a connection per reading thread, and the writer's transactions) -------------------
 
 -- name: get
@@ -116,6 +154,9 @@ SELECT count(*) FROM jobs WHERE status = 'pending' AND run_at <= ?;
 
 -- name: ping
 SELECT 1;
+
+-- name: fired_slots
+SELECT name, last_slot, last_job_id, fired_at FROM schedule_slots ORDER BY name;
 
 
 -- Migrations (workstream/store/migrations/sqlite/), each in a transaction ---------------

@@ -14,6 +14,7 @@ are 0600 (tightened at every open if they were made wider). The lock file is ope
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import logging
 import os
@@ -27,6 +28,7 @@ from typing import Any
 from workstream.errors import DatabaseInUse, StorageUnavailable
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job
+from workstream.jobs.schedules import FiredSlot
 from workstream.store.base import Counts
 from workstream.store.sql import list_statements
 from workstream.store.sqlite.codec import row_to_job
@@ -71,6 +73,7 @@ class SqliteStore:
         try:
             self._make_private_files()
             self._writer = self._connect()
+            self._incremental_vacuum()
             self._writer.execute(SQL["journal_mode_wal"])
             self.migrate()
         except sqlite3.Error as exc:
@@ -143,6 +146,23 @@ class SqliteStore:
         conn.execute(SQL["busy_timeout"].format(milliseconds=int(self.busy_timeout * 1000)))
         conn.execute(SQL["synchronous_full"])
         return conn
+
+    def _incremental_vacuum(self) -> None:
+        """Pages freed by retention go back to the file system (`PRAGMA incremental_vacuum`
+        after each deletion), so the file stops growing. The mode is set before the first
+        table is created; a database made before it gets one VACUUM here, once (it rewrites
+        the file: seconds per GB)."""
+        assert self._writer is not None
+        if self._writer.execute(SQL["auto_vacuum"]).fetchone()[0] == 2:  # INCREMENTAL
+            return
+        self._writer.execute(SQL["auto_vacuum_incremental"])
+        if self._writer.execute(SQL["auto_vacuum"]).fetchone()[0] == 2:
+            return  # a new database: set before its first table
+        log.info(
+            "rewriting the database once for incremental auto-vacuum",
+            extra={"event": "sqlite_vacuum", "path": str(self.path)},
+        )
+        self._writer.execute(SQL["vacuum"])
 
     def migrate(self) -> list[int]:
         """Apply the migrations this database has not seen (see migrator.py)."""
@@ -259,6 +279,12 @@ class SqliteStore:
 
     def ping(self) -> None:
         self._read(SQL["ping"], ())
+
+    def fired_slots(self) -> builtins.list[FiredSlot]:  # `list` is a method here
+        return [
+            FiredSlot(name, float(slot), job_id, float(fired_at))
+            for name, slot, job_id, fired_at in self._read(SQL["fired_slots"], ())
+        ]
 
 
 def _tighten(fd: int, path: Path) -> None:

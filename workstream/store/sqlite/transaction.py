@@ -8,7 +8,8 @@ from typing import Any
 
 from workstream.errors import Conflict
 from workstream.jobs.model import Job
-from workstream.store.base import chunked
+from workstream.jobs.schedules import FiredSlot
+from workstream.store.base import DeletedJob, chunked, retention_cutoffs
 from workstream.store.sqlite.codec import insert_params, row_to_job, update_params
 from workstream.store.sqlite.queries import SQL
 
@@ -73,3 +74,35 @@ class SqliteTransaction:
             sql = SQL["renew_leases"].format(marks=",".join("?" * len(chunk)))
             renewed += self._conn.execute(sql, (until, owner, *chunk)).rowcount
         return renewed
+
+    def count_scheduled(self, now: float, limit: int) -> int:
+        row = self._conn.execute(SQL["count_scheduled"], (now, limit)).fetchone()
+        return int(row[0])
+
+    def last_slot(self, name: str) -> float | None:
+        row = self._conn.execute(SQL["last_slot"], (name,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def record_slot(self, fired: FiredSlot) -> None:
+        self._conn.execute(
+            SQL["record_slot"], (fired.name, fired.slot, fired.job_id, fired.fired_at)
+        )
+
+    def delete_finished(
+        self, *, completed_before: float | None, failed_before: float | None, limit: int
+    ) -> list[DeletedJob]:
+        deleted: list[DeletedJob] = []
+        for status, before in retention_cutoffs(completed_before, failed_before):
+            if len(deleted) >= limit:
+                break
+            rows = self._conn.execute(
+                SQL["delete_finished"], (status.value, before, limit - len(deleted))
+            ).fetchall()
+            deleted += [DeletedJob(job_id, job_type) for job_id, job_type in rows]
+        if deleted:
+            # The freed pages go back to the file system now (auto_vacuum = INCREMENTAL):
+            # the file stops growing once retention keeps up.
+            free = self._conn.execute(SQL["freelist_count"]).fetchone()[0]
+            for _ in range(free):
+                self._conn.execute(SQL["incremental_vacuum"])
+        return deleted

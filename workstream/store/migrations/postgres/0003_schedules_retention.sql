@@ -1,0 +1,14 @@
+-- Periodic jobs: the latest slot each schedule fired (by any node), written in the
+-- transaction that creates the slot's job. Times are Unix seconds.
+CREATE TABLE schedule_slots (
+    name        text             PRIMARY KEY,
+    last_slot   double precision NOT NULL,
+    last_job_id text,
+    fired_at    double precision NOT NULL
+);
+
+-- Retention: finished jobs (completed, cancelled, failed for good) by status and end time,
+-- oldest first. Jobs still to run have no finished_at: no index entry.
+CREATE INDEX jobs_finished ON jobs (status, finished_at) WHERE finished_at IS NOT NULL;
+
+-- MAX_SCHEDULED_JOBS counts delayed pending jobs with jobs_ready (0001).
