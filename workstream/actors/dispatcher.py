@@ -91,6 +91,9 @@ class Dispatcher(pykka.ThreadingActor):
         # before the new work was committed, so its coming back short proves nothing.
         self._woken_while_claiming = False
         self._alarm_at: float | None = None
+        # The last short claim left due jobs behind a limit (concurrency, rate, hold): a
+        # worker going idle here may have freed a slot of a limited type, so claim again.
+        self._held = False
         self._all_idle: threading.Event | None = None
 
     def on_receive(self, message: Any) -> Any:
@@ -121,6 +124,8 @@ class Dispatcher(pykka.ThreadingActor):
         self._idle_keys.add(key)
         self._idle.append((message.worker, message.slot))
         self._check_all_idle()
+        if self._held:
+            self._note_due()
         self._pump()
 
     def _slot_closed(self, message: SlotClosed) -> None:
@@ -165,6 +170,7 @@ class Dispatcher(pykka.ThreadingActor):
                 unplaced.append(job.id)
         if unplaced:
             self._registry.tell(Release(job_ids=unplaced))
+        self._held = message.claimed.held
         if len(jobs) < message.asked and not self._woken_while_claiming:
             self._maybe_due = False
             if message.claimed.next_run_at is not None:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from workstream.errors import ConfigError, InvalidPayload, UnknownJobType
 from workstream.jobs.limits import is_job_type
 from workstream.jobs.model import JobContext
+from workstream.jobs.types import TypeLimits
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class Handler:
     fn: HandlerFn
     timeout: float | None = None
     validate: Validator | None = None
+    limits: TypeLimits = field(
+        default_factory=TypeLimits
+    )  # max_concurrency, concurrency_key, rate_limit
 
 
 class HandlerTable:
@@ -62,12 +66,28 @@ class HandlerTable:
         *,
         timeout: float | None = None,
         validate: Validator | None = None,
+        max_concurrency: int | None = None,
+        concurrency_key: str | None = None,
+        rate_limit: str | None = None,
     ) -> Callable[[HandlerFn], HandlerFn]:
+        try:
+            limits = TypeLimits.build(
+                max_concurrency=max_concurrency,
+                concurrency_key=concurrency_key,
+                rate_limit=rate_limit,
+            )
+        except ValueError as exc:
+            raise ValueError(f"handler {job_type!r}: {exc}") from None
+
         def decorator(fn: HandlerFn) -> HandlerFn:
-            self.add(Handler(job_type, fn, timeout, validate))
+            self.add(Handler(job_type, fn, timeout, validate, limits))
             return fn
 
         return decorator
+
+    def limits(self) -> dict[str, TypeLimits]:
+        """Job type -> the limits its handler was registered with."""
+        return {name: item.limits for name, item in self._handlers.items()}
 
     def get(self, job_type: str) -> Handler | None:
         return self._handlers.get(job_type)
@@ -106,10 +126,26 @@ default_table = HandlerTable()
 
 
 def handler(
-    job_type: str, *, timeout: float | None = None, validate: Validator | None = None
+    job_type: str,
+    *,
+    timeout: float | None = None,
+    validate: Validator | None = None,
+    max_concurrency: int | None = None,
+    concurrency_key: str | None = None,
+    rate_limit: str | None = None,
 ) -> Callable[[HandlerFn], HandlerFn]:
-    """Register `fn(payload, job)` as the handler for `job_type`."""
-    return default_table.register(job_type, timeout=timeout, validate=validate)
+    """Register `fn(payload, job)` as the handler for `job_type`. `max_concurrency`: at
+    most this many of the type run at once on all nodes together (per value of the payload
+    field `concurrency_key` if given); `rate_limit` ("10/s", "100/m", "5000/h"): at most
+    so many starts per period on all nodes (docs/scheduling.md)."""
+    return default_table.register(
+        job_type,
+        timeout=timeout,
+        validate=validate,
+        max_concurrency=max_concurrency,
+        concurrency_key=concurrency_key,
+        rate_limit=rate_limit,
+    )
 
 
 def import_module_for(setting: str, name: str) -> ModuleType:

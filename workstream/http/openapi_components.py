@@ -19,6 +19,7 @@ from workstream.jobs.limits import (
     MAX_TYPE_LENGTH,
 )
 from workstream.jobs.model import JobStatus
+from workstream.jobs.types import PRIORITY_DEFAULT, PRIORITY_HIGHEST, PRIORITY_LOWEST
 
 Schema = dict[str, Any]
 
@@ -42,6 +43,7 @@ def _job_schema() -> Schema:
             "status",
             "attempts",
             "max_retries",
+            "priority",
             "last_error",
             "result",
             "created_at",
@@ -57,6 +59,12 @@ def _job_schema() -> Schema:
             "status": {"type": "string", "enum": [status.value for status in JobStatus]},
             "attempts": {"type": "integer", "minimum": 0},
             "max_retries": {"type": "integer", "minimum": 0},
+            "priority": {
+                "type": "integer",
+                "minimum": PRIORITY_HIGHEST,
+                "maximum": PRIORITY_LOWEST,
+                "description": "0 starts first, 9 last (docs/scheduling.md)",
+            },
             "last_error": {"type": "string", "nullable": True},
             "result": {"description": "null, or the JSON value the handler returned"},
             "created_at": timestamp,
@@ -102,6 +110,16 @@ def _job_submission_schema(job_types: Sequence[str], now: float) -> Schema:
                 "maximum": MAX_RETRIES_LIMIT,
                 "nullable": True,
                 "description": "retries after the first attempt; null or absent: the default",
+            },
+            "priority": {
+                "type": "integer",
+                "minimum": PRIORITY_HIGHEST,
+                "maximum": PRIORITY_LOWEST,
+                "nullable": True,
+                "description": f"due jobs start by priority, {PRIORITY_HIGHEST} first and "
+                f"{PRIORITY_LOWEST} last, then oldest first; null or absent: "
+                f"{PRIORITY_DEFAULT}. A job due for longer than PRIORITY_AGING starts as if "
+                f"it had priority {PRIORITY_HIGHEST}",
             },
             "delay": {
                 "description": "start no sooner than this: seconds, or a duration like '2s'",

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.types import TypeControl
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,34 @@ class Transaction(Protocol):
         """Up to `limit` pending jobs due at `now`, earliest `run_at` first; skips rows other
         transactions hold."""
 
+    def pending_types(self) -> list[str]:
+        """The types that have pending jobs (due or not), each once: one index probe per
+        type, however many jobs it has."""
+
+    def claimable_by_type(
+        self, now: float, quotas: dict[str, int], aged_before: float | None = None
+    ) -> dict[str, list[Job]]:
+        """Per type of `quotas`, up to its quota of pending jobs due at `now`, in claim
+        order: first those due at or before `aged_before` (oldest first; None: none), then
+        by priority (0 first), `run_at`, submission. Skips rows other transactions hold and
+        locks the rows it returns where the store has row locks."""
+
+    def running(self, job_type: str) -> list[Job]:
+        """The processing jobs of a type (what its concurrency limit counts)."""
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        """Every stored type control row, by name (not locked)."""
+
+    def lock_types(self, names: list[str]) -> dict[str, TypeControl]:
+        """The control rows of `names` (a default one for a type without a row), locked
+        for the rest of the transaction where the store has row locks, so that claims of
+        these types by several nodes take turns: what the claim counts after this call
+        stays true until it commits."""
+
+    def save_type(self, control: TypeControl, *, wake: bool = False) -> None:
+        """Create or replace a type's control row; `wake`: tell the other nodes at commit
+        (a type resumed)."""
+
     def next_run_at(self, now: float) -> float | None:
         """The earliest `run_at` after `now` of a pending job (delayed) or of a failed job
         (its next attempt): when a claim may next find work."""
@@ -104,6 +133,12 @@ class Store(Protocol):
         """The jobs `query` selects (see `JobFilter`)."""
 
     def counts(self, now: float) -> Counts: ...
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        """Every stored type control row, by name."""
+
+    def counts_by_type(self) -> dict[str, dict[str, int]]:
+        """Job type -> status -> how many (a scan: for GET /types, not for claims)."""
 
     def ping(self) -> None:
         """Raise StorageUnavailable if the store cannot be read."""

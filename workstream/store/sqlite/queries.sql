@@ -6,7 +6,7 @@
 -- A job's columns, in the order codec.row_to_job reads them.
 id, type, payload, status, attempts, retry_base, max_retries, last_error, result,
 created_at, updated_at, started_at, finished_at, run_at, owner, lease_expires_at,
-idempotency_key, request_hash
+idempotency_key, request_hash, priority
 
 
 -- Connections --------------------------------------------------------------------------------
@@ -42,7 +42,7 @@ ROLLBACK;
 -- Writes (the writer connection, inside a transaction) -------------------------------------
 
 -- name: insert
-INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: update
 -- Fenced on (status, attempts, owner): written only if the row is still as expected.
@@ -60,6 +60,47 @@ SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND run_at <= 
 -- name: claimable
 SELECT {columns} FROM jobs WHERE status = 'pending' AND run_at <= ?
 ORDER BY run_at, seq LIMIT ?;
+
+-- name: pending_types
+-- The types with pending jobs: a skip scan of jobs_pending_by_type, one probe per type.
+WITH RECURSIVE found(type) AS (
+    SELECT (SELECT min(type) FROM jobs WHERE status = 'pending')
+    UNION ALL
+    SELECT (SELECT min(type) FROM jobs WHERE status = 'pending' AND type > found.type)
+    FROM found WHERE found.type IS NOT NULL
+)
+SELECT type FROM found WHERE type IS NOT NULL;
+
+-- name: claimable_of_type
+-- Due jobs of one type in claim order: priority, due time, submission (jobs_pending_by_type).
+SELECT {columns} FROM jobs WHERE status = 'pending' AND type = ? AND run_at <= ?
+ORDER BY priority, run_at, seq LIMIT ?;
+
+-- name: aged_of_type
+-- Jobs of one type due since before the aging bound, oldest first (jobs_pending_by_type_age).
+SELECT {columns} FROM jobs WHERE status = 'pending' AND type = ? AND run_at <= ?
+ORDER BY run_at, seq LIMIT ?;
+
+-- name: running_of_type
+SELECT {columns} FROM jobs WHERE status = 'processing' AND type = ?;
+
+-- name: type_controls
+SELECT name, paused, blocked_until, window_start, window_count FROM job_types;
+
+-- name: type_controls_of
+-- {marks}: one `?` per name.
+SELECT name, paused, blocked_until, window_start, window_count FROM job_types
+WHERE name IN ({marks});
+
+-- name: save_type
+INSERT INTO job_types (name, paused, blocked_until, window_start, window_count)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+    blocked_until = excluded.blocked_until, window_start = excluded.window_start,
+    window_count = excluded.window_count;
+
+-- name: count_by_type
+SELECT type, status, count(*) FROM jobs GROUP BY type, status;
 
 -- name: next_run_at
 -- The next time a job becomes claimable: a delayed pending job, or a failed job's retry

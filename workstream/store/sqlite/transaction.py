@@ -8,8 +8,15 @@ from typing import Any
 
 from workstream.errors import Conflict
 from workstream.jobs.model import Job
+from workstream.jobs.types import TypeControl
 from workstream.store.base import chunked
-from workstream.store.sqlite.codec import insert_params, row_to_job, update_params
+from workstream.store.sqlite.codec import (
+    control_params,
+    insert_params,
+    row_to_control,
+    row_to_job,
+    update_params,
+)
 from workstream.store.sqlite.queries import SQL
 
 _MAX_PARAMS = 500  # ids per statement, well under SQLite's limit on parameters
@@ -51,6 +58,47 @@ class SqliteTransaction:
 
     def claimable(self, now: float, limit: int) -> list[Job]:
         return self._many(SQL["claimable"], (now, limit))
+
+    def pending_types(self) -> list[str]:
+        return [row[0] for row in self._conn.execute(SQL["pending_types"])]
+
+    def claimable_by_type(
+        self, now: float, quotas: dict[str, int], aged_before: float | None = None
+    ) -> dict[str, list[Job]]:
+        out: dict[str, list[Job]] = {}
+        for job_type, quota in quotas.items():
+            if quota <= 0:
+                continue
+            jobs = []
+            if aged_before is not None:
+                jobs = self._many(SQL["aged_of_type"], (job_type, aged_before, quota))
+            if len(jobs) < quota:
+                seen = {job.id for job in jobs}
+                for job in self._many(SQL["claimable_of_type"], (job_type, now, quota)):
+                    if job.id not in seen and len(jobs) < quota:
+                        jobs.append(job)
+            if jobs:
+                out[job_type] = jobs
+        return out
+
+    def running(self, job_type: str) -> list[Job]:
+        return self._many(SQL["running_of_type"], (job_type,))
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        rows = self._conn.execute(SQL["type_controls"]).fetchall()
+        return {row[0]: row_to_control(row) for row in rows}
+
+    def lock_types(self, names: list[str]) -> dict[str, TypeControl]:
+        # The write transaction holds the whole database: reading is locking.
+        found: dict[str, TypeControl] = {}
+        for chunk in chunked(sorted(set(names)), _MAX_PARAMS):
+            sql = SQL["type_controls_of"].format(marks=",".join("?" * len(chunk)))
+            for row in self._conn.execute(sql, chunk):
+                found[row[0]] = row_to_control(row)
+        return {name: found.get(name, TypeControl(name)) for name in names}
+
+    def save_type(self, control: TypeControl, *, wake: bool = False) -> None:
+        self._conn.execute(SQL["save_type"], control_params(control))
 
     def next_run_at(self, now: float) -> float | None:
         row = self._conn.execute(SQL["next_run_at"], (now, now)).fetchone()
