@@ -219,6 +219,13 @@ def schemas(job_types: Sequence[str], now: float) -> dict[str, Schema]:
                 )
             },
         },
+        "JobType": _job_type_state_schema(job_types),
+        "JobTypeList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["types"],
+            "properties": {"types": {"type": "array", "items": ref("JobType")}},
+        },
         "Health": {
             "type": "object",
             "additionalProperties": True,
@@ -261,8 +268,65 @@ def headers() -> dict[str, Schema]:
     }
 
 
+def _job_type_state_schema(job_types: Sequence[str]) -> Schema:
+    nullable_count = {"type": "integer", "minimum": 1, "nullable": True}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "name",
+            "paused",
+            "max_concurrency",
+            "concurrency_key",
+            "rate_limit",
+            "running",
+            "counts",
+            "blocked_until",
+        ],
+        "properties": {
+            "name": _job_type_schema(job_types),
+            "paused": {
+                "type": "boolean",
+                "description": "no job of the type starts, on any node (submissions are "
+                "still accepted)",
+            },
+            "max_concurrency": {
+                **nullable_count,
+                "description": "most jobs of the type running at once on all nodes (per "
+                "value of concurrency_key when set); null: no limit",
+            },
+            "concurrency_key": {"type": "string", "nullable": True},
+            "rate_limit": {
+                "type": "string",
+                "nullable": True,
+                "description": "most starts per second, minute or hour on all nodes: "
+                "'10/s', '100/m', '5000/h'; null: no limit",
+            },
+            "running": {"type": "integer", "minimum": 0},
+            "counts": {
+                "type": "object",
+                "description": "jobs of the type by status (statuses without jobs absent)",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
+            "blocked_until": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "a handler raised RateLimited: no job of the type starts "
+                "before this time",
+            },
+        },
+    }
+
+
 def parameters() -> dict[str, Schema]:
     return {
+        "TypeName": {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TYPE_LENGTH},
+        },
         "JobId": {
             "name": "job_id",
             "in": "path",
