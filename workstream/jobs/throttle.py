@@ -32,6 +32,8 @@ class Plan:
     """What one claim may take per type, and when a type held back becomes startable."""
 
     quotas: dict[str, int] = field(default_factory=dict)
+    # Types whose quota is what their rate window has left: its end, if they use it up.
+    capped: dict[str, float] = field(default_factory=dict)
     wake_at: float | None = None
     held: bool = False  # some type has due work held back by a limit (not a pause)
 
@@ -85,7 +87,9 @@ class Throttle:
                     plan.wake(rate.window_start(now) + rate.period)
                     plan.held = True
                     continue
-                quota = min(quota, left)
+                if left < quota:
+                    plan.capped[name] = rate.window_start(now) + rate.period
+                    quota = left
             plan.quotas[name] = quota
         return plan
 
@@ -119,8 +123,13 @@ class Throttle:
                 picked = self._fair(limits, quota, jobs, running.get(name, ()))
             if len(picked) < len(jobs) and len(picked) < quota:
                 plan.held = True
+            if name in plan.capped and len(picked) >= quota:
+                plan.held = True  # the window is used up: more may wait for the next one
+                plan.wake(plan.capped[name])
             chosen.extend(picked)
-        chosen.sort(key=lambda job: (self.effective_priority(job, now), job.run_at or 0.0))
+        chosen.sort(
+            key=lambda job: (self.effective_priority(job, now), job.run_at or 0.0, job.created_at)
+        )
         return chosen[:limit]
 
     @staticmethod
