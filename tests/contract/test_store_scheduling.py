@@ -143,3 +143,61 @@ def test_priority_is_stored_and_read_back(store, jobs):
     job = jobs.add(priority=0)
     assert store.get(job.id) == job
     assert store.get(job.id).priority == 0
+
+
+# -- the claim's queries are index-backed (the plans, on the real engines) ----------------
+
+
+def _plan(store, store_kind: str, name: str, params: tuple) -> str:
+    if store_kind == "sqlite":
+        import sqlite3
+
+        from workstream.store.sqlite.queries import SQL
+
+        conn = sqlite3.connect(store.path)
+        try:
+            rows = conn.execute("EXPLAIN QUERY PLAN " + SQL[name], params).fetchall()
+        finally:
+            conn.close()
+        return "\n".join(row[3] for row in rows)
+    import psycopg
+
+    from workstream.store.postgres.queries import SQL as PG_SQL
+
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")  # a tiny table: ask what it *can* use
+        rows = conn.execute("EXPLAIN " + PG_SQL[name], params).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def test_claim_queries_use_the_scheduling_indexes(store, store_kind, jobs):
+    if store_kind == "memory":
+        pytest.skip("no query planner")
+    jobs.insert(*[jobs.new(type=f"t{n % 3}", priority=n % 10) for n in range(30)])
+    if store_kind == "sqlite":
+        claim = _plan(store, store_kind, "claimable_of_type", ("t1", NOW, 5))
+        assert "USING INDEX jobs_pending_by_type " in claim and "TEMP B-TREE" not in claim
+        aged = _plan(store, store_kind, "aged_of_type", ("t1", NOW - 300, 5))
+        assert "jobs_pending_by_type_age" in aged and "TEMP B-TREE" not in aged
+    else:
+        claim = _plan(
+            store, store_kind, "claimable_by_type", (["t1"], [5], NOW - 300, ["t1"], [5], NOW)
+        )
+        assert "jobs_pending_by_type_age" in claim and "jobs_pending_by_type " in claim
+        assert "Sort" not in claim
+    types = _plan(store, store_kind, "pending_types", ())
+    assert "jobs_pending_by_type" in types
+    running = _plan(store, store_kind, "running_of_type", ("t1",))
+    assert "jobs_processing_by_type" in running
+
+
+def test_count_running_counts_the_processing_jobs_of_a_type(store, jobs):
+    jobs.insert(
+        jobs.new(PROCESSING, type="resize"),
+        jobs.new(PROCESSING, type="resize"),
+        jobs.new(type="resize"),
+        jobs.new(PROCESSING, type="other"),
+    )
+    with store.transaction() as tx:
+        assert tx.count_running("resize") == 2
+        assert tx.count_running("nothing") == 0

@@ -163,11 +163,13 @@ class JobLedger:
             # limited type by several nodes take turns, each counting the rows anew.
             controls = {**controls, **tx.lock_types(gated)}
         plan = throttle.plan(limit=limit, now=now, types=types, controls=controls)
-        running = {
-            name: tx.running(name)
-            for name in gated
-            if name in plan.quotas and throttle.limits(name).max_concurrency is not None
-        }
+        running: dict[str, list[Job] | int] = {}
+        for name in gated:
+            limits = throttle.limits(name)
+            if name in plan.quotas and limits.max_concurrency is not None:
+                # Per key, the running jobs' payloads; otherwise their number will do.
+                keyed = limits.concurrency_key is not None
+                running[name] = tx.running(name) if keyed else tx.count_running(name)
         fetch = {name: throttle.fetch_size(name, quota) for name, quota in plan.quotas.items()}
         candidates = tx.claimable_by_type(now, fetch, throttle.aged_before(now))
         chosen = throttle.choose(

@@ -105,9 +105,10 @@ class Throttle:
         now: float,
         plan: Plan,
         candidates: Mapping[str, list[Job]],
-        running: Mapping[str, list[Job]],
+        running: Mapping[str, list[Job] | int],
     ) -> list[Job]:
-        """The jobs to start: per type within its quota and concurrency limit (per key:
+        """The jobs to start: per type within its quota and concurrency limit (`running`:
+        per limited type, its processing jobs, or their number when it has no key; per key:
         the key with the fewest running goes next, so keys share fairly), then the best
         `limit` of them in claim order. Marks `plan.held` if a limit kept a due job back."""
         chosen: list[Job] = []
@@ -117,10 +118,13 @@ class Throttle:
             if limits.max_concurrency is None:
                 picked = jobs[:quota]
             elif limits.concurrency_key is None:
-                free = max(0, limits.max_concurrency - len(running.get(name, ())))
+                held = running.get(name, 0)
+                count = held if isinstance(held, int) else len(held)
+                free = max(0, limits.max_concurrency - count)
                 picked = jobs[: min(quota, free)]
             else:
-                picked = self._fair(limits, quota, jobs, running.get(name, ()))
+                held = running.get(name, [])
+                picked = self._fair(limits, quota, jobs, held if isinstance(held, list) else [])
             if len(picked) < len(jobs) and len(picked) < quota:
                 plan.held = True
             if name in plan.capped and len(picked) >= quota:

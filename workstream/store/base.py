@@ -77,6 +77,9 @@ class Transaction(Protocol):
     def running(self, job_type: str) -> list[Job]:
         """The processing jobs of a type (what its concurrency limit counts)."""
 
+    def count_running(self, job_type: str) -> int:
+        """How many jobs of a type are processing (`running` without reading them)."""
+
     def type_controls(self) -> dict[str, TypeControl]:
         """Every stored type control row, by name (not locked)."""
 

@@ -110,6 +110,9 @@ class MemoryTransaction:
     def running(self, job_type: str) -> list[Job]:
         return [job for job in self._all() if job.status is PROCESSING and job.type == job_type]
 
+    def count_running(self, job_type: str) -> int:
+        return len(self.running(job_type))
+
     def type_controls(self) -> dict[str, TypeControl]:
         merged = dict(self._store._types)
         merged.update(self.staged_types)

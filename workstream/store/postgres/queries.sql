@@ -110,6 +110,9 @@ CROSS JOIN LATERAL (
 -- name: running_of_type
 SELECT {columns} FROM jobs WHERE status = 'processing' AND type = %s;
 
+-- name: count_running_of_type
+SELECT count(*) FROM jobs WHERE status = 'processing' AND type = %s;
+
 -- name: type_controls
 SELECT name, paused, blocked_until, window_start, window_count FROM job_types;
 

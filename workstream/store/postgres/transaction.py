@@ -286,6 +286,10 @@ class PostgresTransaction:
     def running(self, job_type: str) -> list[Job]:
         return [row_to_job(row) for row in self._query(SQL["running_of_type"], (enc(job_type),))]
 
+    def count_running(self, job_type: str) -> int:
+        row = self._query(SQL["count_running_of_type"], (enc(job_type),)).fetchone()
+        return int(row[0]) if row else 0
+
     def type_controls(self) -> dict[str, TypeControl]:
         rows = self._query(SQL["type_controls"], ()).fetchall()
         return {control.name: control for control in map(row_to_control, rows)}

@@ -64,25 +64,36 @@ ORDER BY run_at, seq LIMIT ?;
 -- name: pending_types
 -- The types with pending jobs: a skip scan of jobs_pending_by_type, one probe per type.
 WITH RECURSIVE found(type) AS (
-    SELECT (SELECT min(type) FROM jobs WHERE status = 'pending')
+    SELECT (SELECT min(type) FROM jobs INDEXED BY jobs_pending_by_type WHERE status = 'pending')
     UNION ALL
-    SELECT (SELECT min(type) FROM jobs WHERE status = 'pending' AND type > found.type)
+    SELECT (
+        SELECT min(type) FROM jobs INDEXED BY jobs_pending_by_type
+        WHERE status = 'pending' AND type > found.type
+    )
     FROM found WHERE found.type IS NOT NULL
 )
 SELECT type FROM found WHERE type IS NOT NULL;
 
 -- name: claimable_of_type
--- Due jobs of one type in claim order: priority, due time, submission (jobs_pending_by_type).
-SELECT {columns} FROM jobs WHERE status = 'pending' AND type = ? AND run_at <= ?
+-- Due jobs of one type in claim order: priority, due time, submission. INDEXED BY: the
+-- planner, without statistics, may pick the age index and sort a whole backlog instead.
+SELECT {columns} FROM jobs INDEXED BY jobs_pending_by_type
+WHERE status = 'pending' AND type = ? AND run_at <= ?
 ORDER BY priority, run_at, seq LIMIT ?;
 
 -- name: aged_of_type
--- Jobs of one type due since before the aging bound, oldest first (jobs_pending_by_type_age).
-SELECT {columns} FROM jobs WHERE status = 'pending' AND type = ? AND run_at <= ?
+-- Jobs of one type due since before the aging bound, oldest first.
+SELECT {columns} FROM jobs INDEXED BY jobs_pending_by_type_age
+WHERE status = 'pending' AND type = ? AND run_at <= ?
 ORDER BY run_at, seq LIMIT ?;
 
 -- name: running_of_type
-SELECT {columns} FROM jobs WHERE status = 'processing' AND type = ?;
+SELECT {columns} FROM jobs INDEXED BY jobs_processing_by_type
+WHERE status = 'processing' AND type = ?;
+
+-- name: count_running_of_type
+SELECT count(*) FROM jobs INDEXED BY jobs_processing_by_type
+WHERE status = 'processing' AND type = ?;
 
 -- name: type_controls
 SELECT name, paused, blocked_until, window_start, window_count FROM job_types;

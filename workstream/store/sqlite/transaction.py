@@ -84,6 +84,9 @@ class SqliteTransaction:
     def running(self, job_type: str) -> list[Job]:
         return self._many(SQL["running_of_type"], (job_type,))
 
+    def count_running(self, job_type: str) -> int:
+        return int(self._conn.execute(SQL["count_running_of_type"], (job_type,)).fetchone()[0])
+
     def type_controls(self) -> dict[str, TypeControl]:
         rows = self._conn.execute(SQL["type_controls"]).fetchall()
         return {row[0]: row_to_control(row) for row in rows}
