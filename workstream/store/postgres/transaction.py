@@ -298,8 +298,12 @@ class PostgresTransaction:
         keys = sorted({enc(name) for name in names})
         if not keys:
             return {}
-        self._exec(SQL["create_types"], (keys,))
         rows = self._query(SQL["lock_types"], (keys,)).fetchall()
+        missing = sorted(set(keys).difference(row[0] for row in rows))
+        if missing:
+            # A type's first claim: its row, then locked as any other node locks it.
+            self._exec(SQL["create_types"], (missing,))
+            rows += self._query(SQL["lock_types"], (missing,)).fetchall()
         found = {control.name: control for control in map(row_to_control, rows)}
         return {name: found.get(name, TypeControl(name)) for name in names}
 
