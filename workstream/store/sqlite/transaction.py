@@ -25,6 +25,9 @@ _MAX_PARAMS = 500  # ids per statement, well under SQLite's limit on parameters
 class SqliteTransaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        # The control rows as this transaction last read them (None: not read, or written
+        # since): a claim reads them, then "locks" some, which here is reading them again.
+        self._controls: dict[str, TypeControl] | None = None
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Job | None:
         row = self._conn.execute(sql, params).fetchone()
@@ -89,10 +92,14 @@ class SqliteTransaction:
 
     def type_controls(self) -> dict[str, TypeControl]:
         rows = self._conn.execute(SQL["type_controls"]).fetchall()
-        return {row[0]: row_to_control(row) for row in rows}
+        self._controls = {row[0]: row_to_control(row) for row in rows}
+        return dict(self._controls)
 
     def lock_types(self, names: list[str]) -> dict[str, TypeControl]:
         # The write transaction holds the whole database: reading is locking.
+        if self._controls is not None:
+            known = self._controls
+            return {name: known.get(name, TypeControl(name)) for name in names}
         found: dict[str, TypeControl] = {}
         for chunk in chunked(sorted(set(names)), _MAX_PARAMS):
             sql = SQL["type_controls_of"].format(marks=",".join("?" * len(chunk)))
@@ -102,6 +109,7 @@ class SqliteTransaction:
 
     def save_type(self, control: TypeControl, *, wake: bool = False) -> None:
         self._conn.execute(SQL["save_type"], control_params(control))
+        self._controls = None
 
     def next_run_at(self, now: float) -> float | None:
         row = self._conn.execute(SQL["next_run_at"], (now, now)).fetchone()
