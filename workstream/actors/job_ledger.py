@@ -170,7 +170,10 @@ class JobLedger:
                 # Per key, the running jobs' payloads; otherwise their number will do.
                 keyed = limits.concurrency_key is not None
                 running[name] = tx.running(name) if keyed else tx.count_running(name)
-        fetch = {name: throttle.fetch_size(name, quota) for name, quota in plan.quotas.items()}
+        fetch = {
+            name: throttle.fetch_size(name, quota, running.get(name, 0))
+            for name, quota in plan.quotas.items()
+        }
         candidates = tx.claimable_by_type(now, fetch, throttle.aged_before(now))
         chosen = throttle.choose(
             limit=limit, now=now, plan=plan, candidates=candidates, running=running

@@ -93,10 +93,17 @@ class Throttle:
             plan.quotas[name] = quota
         return plan
 
-    def fetch_size(self, job_type: str, quota: int) -> int:
-        if self.limits(job_type).concurrency_key is None:
-            return quota
-        return max(KEYED_FETCH_MIN, min(KEYED_FETCH_MAX, quota * KEYED_FETCH_FACTOR))
+    def fetch_size(self, job_type: str, quota: int, running: list[Job] | int = 0) -> int:
+        """How many candidates of a type to read: its quota, and no more than one past its
+        free slots (one for a type at its limit, however long its backlog); for a keyed
+        type a window wide enough to find other keys behind one at its limit."""
+        limits = self.limits(job_type)
+        if limits.concurrency_key is not None:
+            return max(KEYED_FETCH_MIN, min(KEYED_FETCH_MAX, quota * KEYED_FETCH_FACTOR))
+        if limits.max_concurrency is not None and isinstance(running, int):
+            # One more than the free slots: whether a due job is left behind shows.
+            return min(quota, max(0, limits.max_concurrency - running) + 1)
+        return quota
 
     def choose(
         self,

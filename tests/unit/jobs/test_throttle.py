@@ -180,3 +180,10 @@ def test_without_aging_priority_alone_decides():
     old_low = make_job("old", priority=9, run_at=T0 - 10_000)
     assert plain.aged_before(T0) is None
     assert plain.effective_priority(old_low, T0) == 9
+
+
+def test_a_type_at_its_limit_reads_one_candidate_however_long_its_backlog():
+    assert THROTTLE.fetch_size("one", 10, 1) == 1  # at its limit: one, to see one waits
+    assert THROTTLE.fetch_size("one", 10, 0) == 2  # one free slot, and one to see more
+    assert THROTTLE.fetch_size("free", 10) == 10
+    assert THROTTLE.fetch_size("keyed", 2, []) == 64  # a window to find other keys
