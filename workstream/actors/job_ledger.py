@@ -13,7 +13,7 @@ run (so the job is not run beside itself).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from workstream.actors.batch import Batch
@@ -153,10 +153,10 @@ class JobLedger:
         """Claim up to `limit` due jobs as the Throttle orders and limits them: (claimed,
         when a held-back type may start, whether a limit held any due job back)."""
         now, throttle = batch.now, self._throttle
-        types = tx.pending_types()
-        if not types:
+        controls = tx.pending_types()
+        if not controls:
             return [], None, False
-        controls = tx.type_controls()
+        types = list(controls)
         gated = throttle.gated(name for name in types if not _paused(controls, name))
         if gated:
             # Locked (PostgreSQL) before anything of these types is counted: claims of a
@@ -474,6 +474,6 @@ class JobLedger:
     }
 
 
-def _paused(controls: dict[str, TypeControl], name: str) -> bool:
+def _paused(controls: Mapping[str, TypeControl], name: str) -> bool:
     control = controls.get(name)
     return control is not None and control.paused

@@ -62,9 +62,10 @@ class Transaction(Protocol):
         """Up to `limit` pending jobs due at `now`, earliest `run_at` first; skips rows other
         transactions hold."""
 
-    def pending_types(self) -> list[str]:
-        """The types that have pending jobs (due or not), each once: one index probe per
-        type, however many jobs it has."""
+    def pending_types(self) -> dict[str, TypeControl]:
+        """The types that have pending jobs (due or not), each with its stored control row
+        (a default one for a type without a row), not locked: one index probe per type,
+        however many jobs it has."""
 
     def claimable_by_type(
         self, now: float, quotas: dict[str, int], aged_before: float | None = None

@@ -83,8 +83,10 @@ class MemoryTransaction:
     def claimable(self, now: float, limit: int) -> list[Job]:
         return self._ready(now)[:limit]
 
-    def pending_types(self) -> list[str]:
-        return sorted({job.type for job in self._all() if job.status is PENDING})
+    def pending_types(self) -> dict[str, TypeControl]:
+        controls = self.type_controls()
+        names = sorted({job.type for job in self._all() if job.status is PENDING})
+        return {name: controls.get(name, TypeControl(name)) for name in names}
 
     def claimable_by_type(
         self, now: float, quotas: dict[str, int], aged_before: float | None = None

@@ -138,7 +138,7 @@ def row_to_control(row: tuple[Any, ...]) -> TypeControl:
         paused=bool(row[1]),
         blocked_until=row[2],
         window_start=row[3],
-        window_count=row[4],
+        window_count=row[4] or 0,
     )
 
 

@@ -78,14 +78,18 @@ SELECT {columns} FROM jobs WHERE status = 'pending' AND run_at <= %s
 ORDER BY run_at, seq LIMIT %s FOR UPDATE SKIP LOCKED;
 
 -- name: pending_types
--- The types with pending jobs: a skip scan of jobs_pending_by_type, one probe per type.
+-- The types with pending jobs, with their control rows if any (one statement for both):
+-- a skip scan of jobs_pending_by_type, one probe per type.
 WITH RECURSIVE found(type) AS (
     SELECT (SELECT min(type) FROM jobs WHERE status = 'pending')
     UNION ALL
     SELECT (SELECT min(type) FROM jobs WHERE status = 'pending' AND type > found.type)
     FROM found WHERE found.type IS NOT NULL
 )
-SELECT type FROM found WHERE type IS NOT NULL;
+SELECT found.type, job_types.paused, job_types.blocked_until, job_types.window_start,
+    job_types.window_count
+FROM found LEFT JOIN job_types ON job_types.name = found.type
+WHERE found.type IS NOT NULL;
 
 -- name: claimable_by_type
 -- Due jobs of each type in claim order, at most its quota each: the aged ones (due since

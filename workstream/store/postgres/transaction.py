@@ -38,7 +38,6 @@ from workstream.jobs.types import TypeControl
 from workstream.store.postgres.codec import (
     Fence,
     control_params,
-    dec,
     enc,
     fence,
     insert_params,
@@ -257,8 +256,9 @@ class PostgresTransaction:
     def claimable(self, now: float, limit: int) -> list[Job]:
         return self._many(SQL["claimable"], (now, limit))
 
-    def pending_types(self) -> list[str]:
-        return [dec(row[0]) for row in self._query(SQL["pending_types"], ()).fetchall()]
+    def pending_types(self) -> dict[str, TypeControl]:
+        rows = self._query(SQL["pending_types"], ()).fetchall()
+        return {control.name: control for control in map(row_to_control, rows)}
 
     def claimable_by_type(
         self, now: float, quotas: dict[str, int], aged_before: float | None = None

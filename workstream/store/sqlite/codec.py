@@ -96,13 +96,13 @@ def update_params(job: Job, expected: Job) -> tuple[Any, ...]:
 
 
 def row_to_control(row: tuple[Any, ...]) -> TypeControl:
-    """A row of `type_controls`."""
+    """A row of `type_controls` (or of `pending_types`, NULLs for a type without one)."""
     return TypeControl(
         name=row[0],
         paused=bool(row[1]),
         blocked_until=row[2],
         window_start=row[3],
-        window_count=row[4],
+        window_count=row[4] or 0,
     )
 
 

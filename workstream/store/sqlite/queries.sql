@@ -62,7 +62,8 @@ SELECT {columns} FROM jobs WHERE status = 'pending' AND run_at <= ?
 ORDER BY run_at, seq LIMIT ?;
 
 -- name: pending_types
--- The types with pending jobs: a skip scan of jobs_pending_by_type, one probe per type.
+-- The types with pending jobs, with their control rows if any (one statement for both):
+-- a skip scan of jobs_pending_by_type, one probe per type.
 WITH RECURSIVE found(type) AS (
     SELECT (SELECT min(type) FROM jobs INDEXED BY jobs_pending_by_type WHERE status = 'pending')
     UNION ALL
@@ -72,20 +73,28 @@ WITH RECURSIVE found(type) AS (
     )
     FROM found WHERE found.type IS NOT NULL
 )
-SELECT type FROM found WHERE type IS NOT NULL;
+SELECT found.type, job_types.paused, job_types.blocked_until, job_types.window_start,
+    job_types.window_count
+FROM found LEFT JOIN job_types ON job_types.name = found.type
+WHERE found.type IS NOT NULL;
 
 -- name: claimable_of_type
--- Due jobs of one type in claim order: priority, due time, submission. INDEXED BY: the
--- planner, without statistics, may pick the age index and sort a whole backlog instead.
-SELECT {columns} FROM jobs INDEXED BY jobs_pending_by_type
-WHERE status = 'pending' AND type = ? AND run_at <= ?
-ORDER BY priority, run_at, seq LIMIT ?;
-
--- name: aged_of_type
--- Jobs of one type due since before the aging bound, oldest first.
-SELECT {columns} FROM jobs INDEXED BY jobs_pending_by_type_age
-WHERE status = 'pending' AND type = ? AND run_at <= ?
-ORDER BY run_at, seq LIMIT ?;
+-- Due jobs of one type in claim order: those due at or before the aging bound (band 0,
+-- oldest first), then by priority, due time and submission (band 1); a job of both bands
+-- comes twice and the caller keeps the first. INDEXED BY: the planner, without
+-- statistics, may pick the age index for the second and sort a whole backlog instead.
+-- Parameters: type, the aging bound (NULL: none), quota, type, now, quota.
+SELECT * FROM (
+    SELECT 0, {columns} FROM jobs INDEXED BY jobs_pending_by_type_age
+    WHERE status = 'pending' AND type = ? AND run_at <= ?
+    ORDER BY run_at, seq LIMIT ?
+)
+UNION ALL
+SELECT * FROM (
+    SELECT 1, {columns} FROM jobs INDEXED BY jobs_pending_by_type
+    WHERE status = 'pending' AND type = ? AND run_at <= ?
+    ORDER BY priority, run_at, seq LIMIT ?
+);
 
 -- name: running_of_type
 SELECT {columns} FROM jobs INDEXED BY jobs_processing_by_type

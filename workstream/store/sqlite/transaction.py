@@ -62,24 +62,26 @@ class SqliteTransaction:
     def claimable(self, now: float, limit: int) -> list[Job]:
         return self._many(SQL["claimable"], (now, limit))
 
-    def pending_types(self) -> list[str]:
-        return [row[0] for row in self._conn.execute(SQL["pending_types"])]
+    def pending_types(self) -> dict[str, TypeControl]:
+        rows = self._conn.execute(SQL["pending_types"]).fetchall()
+        return {row[0]: row_to_control(row) for row in rows}
 
     def claimable_by_type(
         self, now: float, quotas: dict[str, int], aged_before: float | None = None
     ) -> dict[str, list[Job]]:
         out: dict[str, list[Job]] = {}
+        sql = SQL["claimable_of_type"]
         for job_type, quota in quotas.items():
             if quota <= 0:
                 continue
-            jobs = []
-            if aged_before is not None:
-                jobs = self._many(SQL["aged_of_type"], (job_type, aged_before, quota))
-            if len(jobs) < quota:
-                seen = {job.id for job in jobs}
-                for job in self._many(SQL["claimable_of_type"], (job_type, now, quota)):
-                    if job.id not in seen and len(jobs) < quota:
-                        jobs.append(job)
+            jobs: list[Job] = []
+            seen: set[str] = set()
+            for row in self._conn.execute(
+                sql, (job_type, aged_before, quota, job_type, now, quota)
+            ):
+                if row[1] not in seen and len(jobs) < quota:
+                    seen.add(row[1])
+                    jobs.append(row_to_job(row[1:]))
             if jobs:
                 out[job_type] = jobs
         return out
