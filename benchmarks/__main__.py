@@ -18,6 +18,7 @@ from benchmarks import httpload
 from benchmarks.common import ROOT, Result
 from benchmarks.cpu_bench import run_cpu
 from benchmarks.report import load, print_table, save, write_markdown
+from benchmarks.sched_bench import run_sched
 from benchmarks.workloads import (
     WORKLOADS,
     Plan,
@@ -38,6 +39,7 @@ RUNNERS = {
     "backlog": run_backlog,
     "overload": run_overload,
     "cpu": run_cpu,
+    "sched": run_sched,
 }
 
 

@@ -43,7 +43,7 @@ from benchmarks.wsrun import (
 
 WS = "WorkStream (SQLite)"
 WS_PG = {1: "WorkStream (PostgreSQL, 1 node)", 2: "WorkStream (PostgreSQL, 2 nodes)"}
-WORKLOADS = ("drain", "http", "latency", "backlog", "overload", "cpu")
+WORKLOADS = ("drain", "http", "latency", "backlog", "overload", "cpu", "sched")
 
 
 @dataclass

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import PYTHON, child_env, free_port, spawn, stop, wait_until
@@ -24,8 +25,13 @@ from workstream.store.sqlite import COLUMNS, SqliteStore
 JOB_TYPE = "bench_noop"
 
 
-def preload(path: Path, count: int, job_type: str = JOB_TYPE) -> float:
-    """Store `count` pending, due jobs; returns seconds taken."""
+def preload(
+    path: Path,
+    count: int,
+    job_type: str = JOB_TYPE,
+    priority: Callable[[int], int] = lambda index: 5,
+) -> float:
+    """Store `count` pending, due jobs (`priority(index)` each); returns seconds taken."""
     started = time.perf_counter()
     store = SqliteStore(path)
     store.open()  # creates and migrates the schema
@@ -33,13 +39,14 @@ def preload(path: Path, count: int, job_type: str = JOB_TYPE) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     now = time.time()
     payload = "{}"
-    sql = f"INSERT INTO jobs ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    marks = ",".join("?" * len(COLUMNS.split(",")))
+    sql = f"INSERT INTO jobs ({COLUMNS}) VALUES ({marks})"
     conn.execute("BEGIN IMMEDIATE")
     for start in range(0, count, 50_000):
         rows = [
             (str(uuid.uuid4()), job_type, payload, "pending", 0, 0, 3, None, None,
-             now, now, None, None, now, None, None, None, None)
-            for _ in range(start, min(count, start + 50_000))
+             now, now, None, None, now, None, None, None, None, priority(index))
+            for index in range(start, min(count, start + 50_000))
         ]  # fmt: skip
         conn.executemany(sql, rows)
     conn.execute("COMMIT")

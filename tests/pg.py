@@ -99,6 +99,8 @@ class ScratchDatabase:
             self.execute("TRUNCATE jobs RESTART IDENTITY")
         if self.execute("SELECT to_regclass('public.schedule_slots') IS NOT NULL")[0][0]:
             self.execute("TRUNCATE schedule_slots")
+        if self.execute("SELECT to_regclass('public.job_types') IS NOT NULL")[0][0]:
+            self.execute("TRUNCATE job_types")
 
     def backends(self, application_name: str = "workstream") -> list[int]:
         """Pids of the sessions on this database with that application name."""

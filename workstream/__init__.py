@@ -3,7 +3,7 @@
 The public API for code that runs inside WorkStream (handlers, worker middleware,
 extensions) and code that talks to it (the client)::
 
-    from workstream import handler, Client
+    from workstream import handler, Client, Snooze, RateLimited
     from workstream import ExtensionContext, JobEvents, Middleware, Call, Setting
 """
 
@@ -23,6 +23,7 @@ from workstream.extensions import ExtensionContext
 from workstream.handlers import handler
 from workstream.handlers.middleware import Call, Middleware
 from workstream.jobs import events
+from workstream.jobs.deferral import RateLimited, Snooze
 from workstream.jobs.events import JobEvent
 from workstream.jobs.model import Job, JobContext, JobStatus
 from workstream.jobs.spec import JobSpec
@@ -42,8 +43,10 @@ __all__ = [
     "Middleware",
     "NotFoundError",
     "QueueFullError",
+    "RateLimited",
     "ServerUnreachable",
     "Setting",
+    "Snooze",
     "UnauthorizedError",
     "WaitTimeout",
     "WorkStreamError",

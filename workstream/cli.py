@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--delay", default=None, help="start after this long: 30 or 2m")
     submit.add_argument("--run-at", default=None, help="start at this RFC 3339 time")
     submit.add_argument("--idempotency-key", default=None)
+    submit.add_argument(
+        "--priority", type=int, default=None, help="0 starts first, 9 last (default 5)"
+    )
     submit.add_argument("--wait", action="store_true", help="wait until the job finishes")
     submit.add_argument(
         "--timeout",
@@ -117,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     schedules.add_argument("name", nargs="?", help="the schedule to run")
     schedules.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _client_options(schedules)
+    types = commands.add_parser("types", help="list job types: paused, limits, counts")
+    types.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _client_options(types)
+    for name, text in (
+        ("pause", "stop starting jobs of a type, on every node (they are still accepted)"),
+        ("resume", "start jobs of a paused type again"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("type")
+        _client_options(sub)
     return parser
 
 
@@ -254,6 +267,12 @@ def _client_command(args: argparse.Namespace) -> int:
             return _jobs(client, args)
         if args.command == "schedules":
             return _schedules(client, args)
+        if args.command == "types":
+            return _types(client, args)
+        if args.command in ("pause", "resume"):
+            action = client.pause_type if args.command == "pause" else client.resume_type
+            _print_json(action(args.type))
+            return EXIT_OK
         job = client.cancel(args.id) if args.command == "cancel" else client.retry(args.id)
         _print_json(job)
         return EXIT_OK
@@ -284,6 +303,7 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
         delay=delay,
         run_at=args.run_at,
         idempotency_key=args.idempotency_key,
+        priority=args.priority,
     )
     if not args.wait:
         _print_json(job)
@@ -347,6 +367,30 @@ def _schedules(client: Client, args: argparse.Namespace) -> int:
         for item in schedules
     ]
     print(_columns(header, rows) if rows else "no schedules")
+    return EXIT_OK
+
+
+def _types(client: Client, args: argparse.Namespace) -> int:
+    types = client.types()
+    if args.json:
+        _print_json(types)
+        return EXIT_OK
+    header = ("TYPE", "STATE", "RUNNING", "PENDING", "MAX CONCURRENCY", "RATE LIMIT")
+    rows = [
+        (
+            item["name"],
+            "paused" if item["paused"] else "active",
+            str(item["running"]),
+            str(item["counts"].get("pending", 0)),
+            "-"
+            if item["max_concurrency"] is None
+            else str(item["max_concurrency"])
+            + (f" per {item['concurrency_key']}" if item["concurrency_key"] else ""),
+            item["rate_limit"] or "-",
+        )
+        for item in types
+    ]
+    print(_columns(header, rows) if rows else "no job types")
     return EXIT_OK
 
 

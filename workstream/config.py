@@ -44,6 +44,7 @@ from workstream.converters import (
     whole,
 )
 from workstream.errors import ConfigError
+from workstream.jobs.types import TYPE_TABLE_KEYS
 from workstream.units import format_duration
 
 DEFAULT_CONFIG_FILE = Path("config/workstream.toml")
@@ -247,7 +248,16 @@ SETTINGS: tuple[Setting, ...] = (
         duration,
         "how long an HTTP request waits for the engine before answering 503",
     ),
+    Setting(
+        "priority_aging",
+        300.0,
+        duration_or_zero,
+        "a due job waiting longer than this starts as if it had the top priority (0s: never)",
+    ),
 )
+# Tables of the config file that the core reads (the others are extensions' sections):
+# `[types.<job type>]` sets max_concurrency, concurrency_key and rate_limit of a type.
+CORE_SECTIONS = frozenset({"types"})
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _DURATIONS = (duration, duration_or_zero, interval, retention)
 
@@ -292,6 +302,7 @@ class Settings:
     http_connection_limit: int = 500
     http_channel_timeout: float = 30.0
     request_timeout: float = 10.0
+    priority_aging: float = 300.0
     # Where extensions read their own sections (`ExtensionContext.settings`): the config
     # file's tables that are not core settings, and the environment the settings came from.
     config_tables: Mapping[str, Mapping[str, Any]] = field(
@@ -379,3 +390,25 @@ def load_settings(
             values[setting.name] = convert_setting(setting, file_values[setting.name], f"in {path}")
     settings = Settings(**values)
     return settings
+
+
+def type_tables(settings: Settings) -> dict[str, Mapping[str, Any]]:
+    """The `[types.<name>]` tables of the config file, checked for unknown keys (each a
+    ConfigError naming the table and the key: exit 2). Values are checked when the limits
+    are built (`type_limits`)."""
+    tables = settings.config_tables.get("types", {})
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, table in tables.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(
+                f"config file {settings.config_path}: [types] holds tables only "
+                f"([types.{name}] with max_concurrency, concurrency_key, rate_limit)"
+            )
+        unknown = sorted(set(table) - TYPE_TABLE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"config file {settings.config_path}: unknown setting {unknown[0]!r} in "
+                f"[types.{name}] (known: {', '.join(sorted(TYPE_TABLE_KEYS))})"
+            )
+        out[name] = table
+    return out

@@ -34,7 +34,7 @@ import pykka
 
 from workstream.actors.events import EventBus
 from workstream.actors.ticker import Ticker
-from workstream.config import Settings
+from workstream.config import CORE_SECTIONS, Settings
 from workstream.converters import Setting, convert_setting
 from workstream.errors import ConfigError
 from workstream.handlers import import_module_for
@@ -215,4 +215,6 @@ def run_setup(extension: LoadedExtension, context: ExtensionContext) -> None:
 def unclaimed_sections(settings: Settings, extensions: Sequence[LoadedExtension]) -> list[str]:
     """Config file tables that no running extension read: most likely a typo."""
     read = {ext.name for ext in extensions if ext.context is not None and ext.context.section_read}
-    return sorted(name for name in settings.config_tables if name not in read)
+    return sorted(
+        name for name in settings.config_tables if name not in read and name not in CORE_SECTIONS
+    )

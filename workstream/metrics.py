@@ -137,6 +137,40 @@ class _StoreGauges(Collector):
         yield by_status
 
 
+class _TypeGauges(Collector):
+    """Each registered job type: paused or not, and its limits (the stored control rows
+    and the handlers' registrations, read at scrape time)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        types = self._metrics.type_gauges()
+        paused = GaugeMetricFamily(
+            "workstream_type_paused",
+            "1 while a job type is paused (on every node).",
+            labels=["type"],
+        )
+        limit = GaugeMetricFamily(
+            "workstream_type_max_concurrency",
+            "Most jobs of a type running at once on all nodes (per key with a concurrency key); "
+            "only limited types.",
+            labels=["type"],
+        )
+        rate = GaugeMetricFamily(
+            "workstream_type_rate_limit_per_second",
+            "Most starts of a type per second on all nodes; only rate-limited types.",
+            labels=["type"],
+        )
+        for item in types:
+            paused.add_metric([item["name"]], 1 if item["paused"] else 0)
+            if item["max_concurrency"] is not None:
+                limit.add_metric([item["name"]], item["max_concurrency"])
+            if item["rate_per_second"] is not None:
+                rate.add_metric([item["name"]], item["rate_per_second"])
+        yield from (paused, limit, rate)
+
+
 class _NodeLabelled:
     """The registry's metrics with `node="<id>"` added to every sample, so that no metric
     definition or call site needs to repeat it."""
@@ -224,6 +258,7 @@ class Metrics:
         )
         r.register(_StoreGauges(self))
         r.register(_PoolGauges(self))
+        r.register(_TypeGauges(self))
 
     def bind(self, source: GaugeSource) -> None:
         """Where the gauges read from (the engine: its store and its Dispatcher)."""
@@ -295,6 +330,11 @@ class Metrics:
         reader = getattr(self._source, "worker_processes", None)
         return list(reader()) if reader is not None else []
 
+    def type_gauges(self) -> list[dict[str, Any]]:
+        """Each job type's paused state and limits (empty without a source)."""
+        reader = getattr(self._source, "type_gauges", None)
+        return list(reader()) if reader is not None else []
+
     def snapshot(self) -> dict[str, Any]:
         """The JSON form of /metrics (SPEC section 4)."""
         with self._lock:
@@ -316,6 +356,13 @@ class Metrics:
             "workers": gauges["workers"],
             "jobs_by_status": gauges["by_status"],
             "worker_processes": self.worker_processes(),
+            "types": {
+                item["name"]: {
+                    key: item[key]
+                    for key in ("paused", "max_concurrency", "concurrency_key", "rate_limit")
+                }
+                for item in self.type_gauges()
+            },
         }
 
     def exposition(self) -> tuple[str, bytes]:

@@ -30,7 +30,7 @@ from types import FrameType
 from workstream.actors.events import EventBus
 from workstream.actors.gateway import Gateway
 from workstream.actors.system import ActorSystem, ShutdownSummary, Tuning
-from workstream.config import Settings
+from workstream.config import Settings, type_tables
 from workstream.errors import ConfigError
 from workstream.extensions import (
     ExtensionContext,
@@ -46,6 +46,8 @@ from workstream.http.app import create_app
 from workstream.http.server import HttpServer
 from workstream.jobs.events import JOB_STARTED
 from workstream.jobs.retry import RetryPolicy
+from workstream.jobs.throttle import Throttle
+from workstream.jobs.types import TypeLimits
 from workstream.logs import log_job_events
 from workstream.metrics import Metrics
 from workstream.proc.spec import ChildSpec
@@ -99,6 +101,18 @@ def build_handlers(settings: Settings) -> HandlerTable:
     """Built-ins first; handlers registered by JOB_HANDLERS modules may replace them."""
     email, webhook = handler_options(settings)
     return handler_table(settings.job_handlers, email=email, webhook=webhook)
+
+
+def type_limits(settings: Settings, handlers: HandlerTable) -> dict[str, TypeLimits]:
+    """Each type's limits: its handler's registration, with its `[types.<name>]` table of
+    the config file over it. A bad value is a ConfigError naming the table (exit 2)."""
+    limits = handlers.limits()
+    for name, table in type_tables(settings).items():
+        try:
+            limits[name] = limits.get(name, TypeLimits()).merged(table)
+        except ValueError as exc:
+            raise ConfigError(f"config file {settings.config_path}: [types.{name}] {exc}") from None
+    return limits
 
 
 def child_spec(settings: Settings) -> ChildSpec:
@@ -174,6 +188,7 @@ class System:
             events=self.events,
             middleware=self.middleware,
             child_spec=child_spec(settings),
+            throttle=Throttle(type_limits(settings, self.handlers), settings.priority_aging),
         )
         start_rate = StartRate(clock)  # for the Retry-After of a 429
         self.events.subscribe(self.metrics.on_events)

@@ -19,7 +19,12 @@ from workstream.store.sqlite.queries import SQL as SQLITE_SQL
 
 PARAMS = {"delete_finished": ("completed", 1.0, 10), "count_scheduled": (1.0, 10)}
 INDEX = {"delete_finished": "jobs_finished", "count_scheduled": "jobs_by_status_run_at"}
-PG_INDEX = {"delete_finished": "jobs_finished", "count_scheduled": "jobs_ready"}
+# On an empty table the planner may take either pending-jobs index for the count (0002's
+# jobs_pending_by_type_age, ordered by run_at within the pending rows, also serves it).
+PG_INDEX = {
+    "delete_finished": ("jobs_finished",),
+    "count_scheduled": ("jobs_ready", "jobs_pending_by_type_age"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
@@ -48,7 +53,7 @@ def test_postgres_plans_can_use_the_indexes(pg_database: ScratchDatabase, name: 
         conn.execute("SET enable_seqscan = off")  # an empty table: ask whether it *can*
         plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + PG_SQL[name], PARAMS[name]))
         conn.rollback()
-    assert PG_INDEX[name] in plan, plan
+    assert any(index in plan for index in PG_INDEX[name]), plan
     assert "Seq Scan" not in plan, plan
 
 

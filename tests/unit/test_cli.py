@@ -18,7 +18,18 @@ def subcommands() -> list[str]:
 
 
 def test_the_command_list_is_what_the_help_tests_cover() -> None:
-    assert subcommands() == ["cancel", "jobs", "migrate", "retry", "schedules", "serve", "submit"]
+    assert subcommands() == [
+        "cancel",
+        "jobs",
+        "migrate",
+        "pause",
+        "resume",
+        "retry",
+        "schedules",
+        "serve",
+        "submit",
+        "types",
+    ]
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])

@@ -141,3 +141,44 @@ def test_thread_mode_has_no_worker_process_samples() -> None:
     metrics.bind(Source())
     assert not any(name.startswith("workstream_worker_process") for name, _ in samples(metrics))
     assert metrics.snapshot()["worker_processes"] == []
+
+
+class TypeSource(Source):
+    def type_gauges(self) -> list[dict[str, object]]:
+        return [
+            {
+                "name": "resize",
+                "paused": True,
+                "max_concurrency": 5,
+                "concurrency_key": "tenant",
+                "rate_limit": "10/m",
+                "rate_per_second": 10 / 60,
+            },
+            {
+                "name": "echo",
+                "paused": False,
+                "max_concurrency": None,
+                "concurrency_key": None,
+                "rate_limit": None,
+                "rate_per_second": None,
+            },
+        ]
+
+
+def test_each_type_shows_paused_and_its_limits() -> None:
+    metrics = Metrics()
+    metrics.bind(TypeSource())
+    got = samples(metrics)
+    assert got[("workstream_type_paused", (("type", "resize"),))] == 1
+    assert got[("workstream_type_paused", (("type", "echo"),))] == 0
+    assert got[("workstream_type_max_concurrency", (("type", "resize"),))] == 5
+    assert ("workstream_type_max_concurrency", (("type", "echo"),)) not in got
+    assert abs(got[("workstream_type_rate_limit_per_second", (("type", "resize"),))] - 1 / 6) < 1e-9
+    types = metrics.snapshot()["types"]
+    assert types["resize"] == {
+        "paused": True,
+        "max_concurrency": 5,
+        "concurrency_key": "tenant",
+        "rate_limit": "10/m",
+    }
+    assert types["echo"]["paused"] is False

@@ -49,7 +49,10 @@ CLAIM_RETRY_DELAY = 1.0  # after a failed claim (storage busy), try again this m
 
 @dataclass(frozen=True, slots=True)
 class _ClaimParked:
-    next_run_at: float | None
+    """The claim in flight found nothing and waits at the Registry: `claimed` (no jobs)
+    says when to look again and whether a limit holds due jobs back."""
+
+    claimed: Claimed
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,9 @@ class Dispatcher(pykka.ThreadingActor):
         self._unparked = False
         self._asked = 0  # slots the claim in flight asked for
         self._alarm_at: float | None = None
+        # The last short claim left due jobs behind a limit (concurrency, rate, hold): a
+        # worker going idle here may have freed a slot of a limited type, so claim again.
+        self._held = False
         self._all_idle: threading.Event | None = None
 
     def on_receive(self, message: Any) -> Any:
@@ -121,6 +127,8 @@ class Dispatcher(pykka.ThreadingActor):
             # The parked claim asked for fewer slots than are idle now: once it is back,
             # claim (and park) again for all of them.
             self._woken_while_claiming = True
+        if self._held:
+            self._note_due()
         self._pump()
 
     def _slot_closed(self, message: SlotClosed) -> None:
@@ -150,8 +158,9 @@ class Dispatcher(pykka.ThreadingActor):
 
     def _claim_parked(self, message: _ClaimParked) -> None:
         self._parked = True
-        if message.next_run_at is not None:
-            self._wake_at(message.next_run_at)
+        self._held = message.claimed.held
+        if message.claimed.next_run_at is not None:
+            self._wake_at(message.claimed.next_run_at)
         if not self._handing_out:
             self._unpark()
         elif self._woken_while_claiming:
@@ -195,6 +204,7 @@ class Dispatcher(pykka.ThreadingActor):
                 unplaced.append(job.id)
         if unplaced:
             self._registry.tell(Release(job_ids=unplaced))
+        self._held = message.claimed.held
         if len(jobs) < message.asked and not self._woken_while_claiming:
             self._maybe_due = False
             if message.claimed.next_run_at is not None:
@@ -238,8 +248,8 @@ class Dispatcher(pykka.ThreadingActor):
         def claimed(value: Any, error: BaseException | None) -> None:
             ref.tell(_ClaimDone(asked, value, error))
 
-        def parked(next_run_at: Any, error: BaseException | None) -> None:
-            ref.tell(_ClaimParked(next_run_at))
+        def parked(value: Any, error: BaseException | None) -> None:
+            ref.tell(_ClaimParked(value))
 
         self._registry.tell(Claim(asked, Callback(claimed), parked=Callback(parked)))
 

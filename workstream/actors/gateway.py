@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import pykka
 
 from workstream.actors.ask import ask
-from workstream.actors.dispatcher_messages import DispatcherStatus, Status
-from workstream.actors.registry_messages import Cancel, Create, Created, Retry
+from workstream.actors.dispatcher_messages import DispatcherStatus, Status, Wake
+from workstream.actors.registry_messages import Cancel, Create, Created, Retry, SetPaused
 from workstream.actors.replies import Ticket
 from workstream.actors.system import ActorSystem
 from workstream.errors import (
@@ -38,6 +38,7 @@ from workstream.jobs.model import Job
 from workstream.jobs.schedules import FiredSlot, ScheduleSlot
 from workstream.jobs.service import Health, Submission
 from workstream.jobs.spec import JobSpec
+from workstream.jobs.types import TypeControl, TypeState
 from workstream.store.base import Counts
 from workstream.units import json_problem, shorten
 
@@ -134,7 +135,76 @@ class Gateway:
     def retry(self, job_id: str) -> Job:
         return self._request(self._system.registry, lambda reply: Retry(job_id, reply))
 
+    def pause_type(self, name: str) -> TypeState:
+        return self._set_paused(name, True)
+
+    def resume_type(self, name: str) -> TypeState:
+        state = self._set_paused(name, False)
+        dispatcher = self._system.dispatcher
+        if dispatcher is not None:
+            dispatcher.tell(Wake())  # its jobs may start now (other nodes hear a NOTIFY)
+        return state
+
+    def _set_paused(self, name: str, paused: bool) -> TypeState:
+        if self._system.handlers.get(name) is None:
+            raise NotFound(f"no job type {shorten(name)!r} (see GET /types)")
+        control: TypeControl = self._request(
+            self._system.registry, lambda reply: SetPaused(name, paused, reply)
+        )
+        return self._type_state(name, control, self._system.store.counts_by_type())
+
     # -- reads --------------------------------------------------------------------------
+
+    def types(self) -> builtins.list[TypeState]:
+        store = self._system.store
+        controls = store.type_controls()
+        counts = store.counts_by_type()
+        return [
+            self._type_state(name, controls.get(name) or TypeControl(name), counts)
+            for name in self._system.handlers.types()
+        ]
+
+    def _type_state(
+        self, name: str, control: TypeControl, counts: dict[str, dict[str, int]]
+    ) -> TypeState:
+        limits = self._system.throttle.limits(name)
+        by_status = counts.get(name, {})
+        now = self._clock()
+        return TypeState(
+            name=name,
+            paused=control.paused,
+            max_concurrency=limits.max_concurrency,
+            concurrency_key=limits.concurrency_key,
+            rate_limit=None if limits.rate_limit is None else limits.rate_limit.text,
+            running=by_status.get("processing", 0),
+            counts=dict(by_status),
+            blocked_until=(
+                control.blocked_until
+                if control.blocked_until is not None and control.blocked_until > now
+                else None
+            ),
+        )
+
+    def type_gauges(self) -> builtins.list[dict[str, Any]]:
+        """Per registered type, for /metrics: paused and limits (the small control table
+        only; counts by type are a scan, left to GET /types)."""
+        controls = self._system.store.type_controls()
+        out = []
+        for name in self._system.handlers.types():
+            limits = self._system.throttle.limits(name)
+            control = controls.get(name)
+            rate = limits.rate_limit
+            out.append(
+                {
+                    "name": name,
+                    "paused": control is not None and control.paused,
+                    "max_concurrency": limits.max_concurrency,
+                    "concurrency_key": limits.concurrency_key,
+                    "rate_limit": None if rate is None else rate.text,
+                    "rate_per_second": None if rate is None else rate.count / rate.period,
+                }
+            )
+        return out
 
     def get(self, job_id: str) -> Job:
         job = self._system.store.get(job_id)

@@ -24,6 +24,7 @@ from workstream.errors import (
 from workstream.jobs.events import JOB_CREATED, JOB_REJECTED, JobEvent
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.schedules import FiredSlot
+from workstream.jobs.types import PRIORITY_DEFAULT
 from workstream.store.base import Transaction
 
 __all__ = ["Intake"]
@@ -74,6 +75,7 @@ class Intake:
                 run_at=now if spec.run_at is None or spec.run_at < now else spec.run_at,
                 idempotency_key=key,
                 request_hash=command.request_hash if key is not None else None,
+                priority=PRIORITY_DEFAULT if spec.priority is None else spec.priority,
             )
             for spec in command.specs
         ]

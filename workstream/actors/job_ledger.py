@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from workstream.actors.batch import Batch
@@ -35,6 +35,7 @@ from workstream.actors.registry_messages import (
     Release,
     RenewLeases,
     Retry,
+    SetPaused,
     Sweep,
     Swept,
     Unpark,
@@ -56,11 +57,14 @@ from workstream.jobs.events import (
     JOB_RECOVERED,
     JOB_RELEASED,
     JOB_RETRIED,
+    JOB_SNOOZED,
     MAKES_WORK,
     JobEvent,
 )
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.retry import RetryPolicy
+from workstream.jobs.throttle import Throttle
+from workstream.jobs.types import TypeControl
 from workstream.store.base import Transaction
 from workstream.units import shorten
 
@@ -68,6 +72,10 @@ __all__ = ["JobLedger"]
 
 # The Registry's log: operators find these records where they always were.
 log = logging.getLogger("workstream.actors.registry")
+
+# While a limit holds due jobs back, claim again at least this often (a slot freed by a
+# job's end on another node, or by an expired lease, wakes nobody here).
+HELD_RECHECK = 1.0
 
 # What a failed transaction must put back: (running, abandoned, parked claim).
 Snapshot = tuple[dict[str, Job], dict[str, int], Claim | None]
@@ -90,7 +98,9 @@ class JobLedger:
         lease_duration: float,
         default_max_retries: int,
         max_scheduled: int | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
+        self._throttle = throttle or Throttle()
         self._intake = Intake(
             new_id=new_id, default_max_retries=default_max_retries, max_scheduled=max_scheduled
         )
@@ -150,26 +160,34 @@ class JobLedger:
 
     def _claim(self, command: Claim, tx: Transaction, batch: Batch) -> Claimed | _Parked:
         now = batch.now
-        claimed = self._take(tx, batch, command.limit)
+        claimed, wake_at, held = self._take(tx, batch, command.limit)
         # A retry starts at its run_at, not at the next sweep: a claim with room left
         # re-queues the failed jobs whose backoff is over, and takes them. (A full claim
         # costs no extra query; while the queue stays full, the sweep re-queues them.)
         room = command.limit - len(claimed)
         if room > 0 and self._requeue_due(tx, batch, room)[1] > 0:
-            claimed += self._take(tx, batch, room)
-        next_run_at = tx.next_run_at(now) if len(claimed) < command.limit else None
+            more, again, held_again = self._take(tx, batch, room)
+            claimed += more
+            held = held or held_again
+            wake_at = again if wake_at is None else min(wake_at, again or wake_at)
+        next_run_at = None
+        if len(claimed) < command.limit:
+            next_run_at = tx.next_run_at(now)
+            if wake_at is not None:  # a rate window's end, a RateLimited hold's end
+                next_run_at = wake_at if next_run_at is None else min(next_run_at, wake_at)
         if self._parked is not None and self._parked is not command:
             # One claim in flight at a time: an older parked claim is answered, not lost.
-            batch.answers.append((self._parked.reply, Claimed([], next_run_at), None))
+            batch.answers.append((self._parked.reply, Claimed([], next_run_at, held), None))
             self._parked = None
         if not claimed and command.parked is not None:
             if self._parked is not command or next_run_at != self._parked_said:
-                # Newly parked, or a delayed job's time changed: say when to look again.
-                batch.answers.append((command.parked, next_run_at, None))
+                # Newly parked, or the next time to look changed (a delayed job, a rate
+                # window): say when to look again, and whether a limit holds jobs back.
+                batch.answers.append((command.parked, Claimed([], next_run_at, held), None))
                 self._parked, self._parked_said = command, next_run_at
             return _PARKED
         self._parked = None
-        return Claimed(claimed, next_run_at)
+        return Claimed(claimed, next_run_at, held)
 
     def _unpark(self, command: Unpark, tx: Transaction, batch: Batch) -> None:
         if command.answer:
@@ -177,15 +195,66 @@ class JobLedger:
         else:
             batch.poke = True
 
-    def _take(self, tx: Transaction, batch: Batch, limit: int) -> list[Job]:
+    def _take(
+        self, tx: Transaction, batch: Batch, limit: int
+    ) -> tuple[list[Job], float | None, bool]:
+        """Claim up to `limit` due jobs as the Throttle orders and limits them: (claimed,
+        when a held-back type may start, whether a limit held any due job back)."""
+        now, throttle = batch.now, self._throttle
+        controls = tx.pending_types()
+        if not controls:
+            return [], None, False
+        types = list(controls)
+        gated = throttle.gated(name for name in types if not _paused(controls, name))
+        if gated:
+            # Locked (PostgreSQL) before anything of these types is counted: claims of a
+            # limited type by several nodes take turns, each counting the rows anew.
+            controls = {**controls, **tx.lock_types(gated)}
+        plan = throttle.plan(limit=limit, now=now, types=types, controls=controls)
+        running: dict[str, list[Job] | int] = {}
+        for name in gated:
+            limits = throttle.limits(name)
+            if name in plan.quotas and limits.max_concurrency is not None:
+                # Per key, the running jobs' payloads; otherwise their number will do.
+                keyed = limits.concurrency_key is not None
+                running[name] = tx.running(name) if keyed else tx.count_running(name)
+        fetch = {
+            name: throttle.fetch_size(name, quota, running.get(name, 0))
+            for name, quota in plan.quotas.items()
+        }
+        candidates = tx.claimable_by_type(now, fetch, throttle.aged_before(now))
+        chosen = throttle.choose(
+            limit=limit, now=now, plan=plan, candidates=candidates, running=running
+        )
         claimed = []
-        for job in tx.claimable(batch.now, limit):
-            taken = states.claim(job, owner=self._owner, now=batch.now, lease=self._lease)
+        started: dict[str, int] = {}
+        for job in chosen:
+            taken = states.claim(job, owner=self._owner, now=now, lease=self._lease)
             if tx.update(taken, job):
                 claimed.append(taken)
                 self._running[taken.id] = taken
                 batch.claims.append((job, taken))
-        return claimed
+                started[job.type] = started.get(job.type, 0) + 1
+        for name, count in started.items():
+            rate = throttle.limits(name).rate_limit
+            if rate is None:
+                continue
+            control = controls.get(name) or TypeControl(name)
+            window = rate.window_start(now)
+            used = control.window_count if control.window_start == window else 0
+            tx.save_type(
+                TypeControl(
+                    name,
+                    control.paused,
+                    control.blocked_until,
+                    window_start=window,
+                    window_count=used + count,
+                )
+            )
+        if plan.held:
+            # A slot freed on another node tells nobody here: look again soon.
+            plan.wake(now + HELD_RECHECK)
+        return claimed, plan.wake_at, plan.held
 
     def _finish(self, command: Finish, tx: Transaction, batch: Batch) -> None:
         outcome = command.outcome
@@ -235,6 +304,9 @@ class JobLedger:
                     )
                 )
                 return
+        if outcome.defer is not None:
+            self._snoozed(done, outcome, tx, batch)
+            return
         kind = JOB_COMPLETED if outcome.error is None else JOB_FAILED
         batch.events.append(
             JobEvent(
@@ -253,6 +325,14 @@ class JobLedger:
 
     def _outcome(self, job: Job, outcome: Outcome, now: float) -> Job:
         """The job after this attempt (StaleAttempt if the attempt no longer holds it)."""
+        if outcome.defer is not None:
+            return states.snooze(
+                job,
+                attempt=outcome.attempt,
+                owner=outcome.owner,
+                now=now,
+                run_at=now + outcome.defer,
+            )
         if outcome.error is None:
             return states.complete(
                 job, attempt=outcome.attempt, owner=outcome.owner, result=outcome.result, now=now
@@ -265,6 +345,46 @@ class JobLedger:
             now=now,
             policy=self._policy,
         )
+
+    def _snoozed(self, done: Job, outcome: Outcome, tx: Transaction, batch: Batch) -> None:
+        """A deferred attempt: its event, and with RateLimited the type's hold."""
+        if outcome.hold_type and done.run_at is not None:
+            control = tx.lock_types([done.type])[done.type]
+            if control.blocked_until is None or control.blocked_until < done.run_at:
+                tx.save_type(
+                    TypeControl(
+                        control.name,
+                        control.paused,
+                        done.run_at,
+                        control.window_start,
+                        control.window_count,
+                    )
+                )
+        batch.events.append(
+            JobEvent(
+                JOB_SNOOZED,
+                done.id,
+                done.type,
+                outcome.attempt,
+                batch.now,
+                worker=outcome.worker,
+                duration_ms=round(outcome.duration * 1000, 3),
+                run_at=done.run_at,
+                reason="rate_limited" if outcome.hold_type else "snoozed",
+            )
+        )
+
+    def _set_paused(self, command: SetPaused, tx: Transaction, batch: Batch) -> TypeControl:
+        control = tx.lock_types([command.job_type])[command.job_type]
+        changed = TypeControl(
+            control.name,
+            command.paused,
+            control.blocked_until,
+            control.window_start,
+            control.window_count,
+        )
+        tx.save_type(changed, wake=not command.paused)
+        return changed
 
     def _load(self, tx: Transaction, job_id: str) -> Job:
         job = tx.get(job_id)
@@ -410,4 +530,10 @@ class JobLedger:
         Barrier: _barrier,
         Purge: _purge,
         AttemptEnded: _attempt_ended,
+        SetPaused: _set_paused,
     }
+
+
+def _paused(controls: Mapping[str, TypeControl], name: str) -> bool:
+    control = controls.get(name)
+    return control is not None and control.paused

@@ -318,6 +318,8 @@ class ProcessWorker(pykka.ThreadingActor):
             duration=done.duration,
             result=done.result if done.error is None else None,
             error=done.error,
+            defer=done.defer,
+            hold_type=done.hold_type,
         )
         self._registry.tell(Finish(outcome))
         return [done.slot]

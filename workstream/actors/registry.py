@@ -27,6 +27,7 @@ from workstream.actors.replies import answer
 from workstream.actors.write_health import WriteHealth
 from workstream.jobs.events import JobEvent
 from workstream.jobs.retry import RetryPolicy
+from workstream.jobs.throttle import Throttle
 from workstream.store.base import Store
 
 __all__ = ["Registry"]
@@ -56,6 +57,7 @@ class Registry(pykka.ThreadingActor):
         default_max_retries: int,
         write_health: WriteHealth | None = None,
         max_scheduled: int | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         super().__init__()
         self._events = events
@@ -67,6 +69,7 @@ class Registry(pykka.ThreadingActor):
             lease_duration=lease_duration,
             default_max_retries=default_max_retries,
             max_scheduled=max_scheduled,
+            throttle=throttle,
         )
         self._committer = Committer(
             store=store,

@@ -67,6 +67,8 @@ class Unpark:
 class Claimed:
     jobs: list[Job]
     next_run_at: float | None  # when the earliest not-yet-due pending job becomes due
+    # A limit (concurrency, rate, hold) kept due jobs back: a job's end may free a slot.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,10 @@ class Outcome:
     error: str | None = None
     error_is_internal: bool = False  # set when the Registry itself failed to store an outcome
     abandoned: bool = False  # timed out, and the handler's call may still be running
+    # The handler raised Snooze / RateLimited: pending again in `defer` seconds, the
+    # attempt not counted; `hold_type` (RateLimited) holds the type back as long.
+    defer: float | None = None
+    hold_type: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,4 +175,13 @@ class Release:
 class Barrier:
     """Answers once everything sent before it is committed."""
 
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class SetPaused:
+    """Pause or resume a job type, for every node (stored). Answers its `TypeControl`."""
+
+    job_type: str
+    paused: bool
     reply: Reply

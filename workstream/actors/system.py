@@ -42,6 +42,7 @@ from workstream.handlers.email_delivery import remove_outbox_files
 from workstream.handlers.middleware import MiddlewareChain
 from workstream.jobs.events import JOB_COMPLETED, JOB_FAILED, MAKES_WORK, JobEvent
 from workstream.jobs.retry import RetryPolicy
+from workstream.jobs.throttle import Throttle
 from workstream.proc.spec import ChildSpec
 from workstream.proc.supervision import ChildStats
 from workstream.store.base import DeletedJob, Store
@@ -104,8 +105,10 @@ class ActorSystem:
         events: EventBus | None = None,
         middleware: MiddlewareChain | None = None,
         child_spec: ChildSpec | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.tuning = tuning
+        self.throttle = throttle or Throttle()
         self.child_spec = child_spec or ChildSpec(name="worker", threads=1)
         self.child_stats: list[ChildStats] = []
         self.store = store
@@ -155,6 +158,7 @@ class ActorSystem:
             default_max_retries=tuning.max_retries,
             write_health=self.write_health,
             max_scheduled=tuning.max_scheduled_jobs,
+            throttle=self.throttle,
         )
         self.dispatcher = Dispatcher.start(
             registry=self.registry,

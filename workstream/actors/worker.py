@@ -29,7 +29,14 @@ from workstream.actors.job_start import started_event
 from workstream.actors.registry_messages import AttemptEnded, Finish, Outcome
 from workstream.actors.worker_messages import Run
 from workstream.handlers import Handler, HandlerTable
-from workstream.handlers.invoke import Timing, call_error, call_handler, describe_exception, invoke
+from workstream.handlers.invoke import (
+    Timing,
+    call_deferral,
+    call_error,
+    call_handler,
+    describe_exception,
+    invoke,
+)
 from workstream.handlers.middleware import Call, Middleware, MiddlewareChain
 from workstream.jobs.model import Job, JobContext
 
@@ -167,6 +174,7 @@ class Worker(pykka.ThreadingActor):
         call = Call(job, self.name)
         invoke(self._middleware, self._builtin, self._timing, call, self._call)
         error = call_error(call)
+        deferral = call_deferral(call)
         return Outcome(
             job_id=job.id,
             attempt=job.attempts,
@@ -176,6 +184,8 @@ class Worker(pykka.ThreadingActor):
             result=None if error is not None else call.result,
             error=error,
             abandoned=call.timed_out,
+            defer=None if deferral is None else deferral[0],
+            hold_type=deferral is not None and deferral[1],
         )
 
     def _call(self, call: Call) -> None:

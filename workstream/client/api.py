@@ -54,8 +54,11 @@ class Client:
         delay: float | str | timedelta | None = None,
         run_at: str | datetime | None = None,
         idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> _JobDict:
         """Submit one job; returns it as accepted (`pending`).
+
+        `priority`: 0 starts first, 9 last; None takes the server's default (5).
 
         With `idempotency_key`, sending the same submission again (say after a timeout) returns
         the job stored first instead of a second one. `delay` is seconds, a timedelta or a
@@ -68,6 +71,7 @@ class Client:
                 "max_retries": max_retries,
                 "delay": delay,
                 "run_at": run_at,
+                "priority": priority,
             }
         )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
@@ -76,7 +80,8 @@ class Client:
 
     def submit_many(self, jobs: Iterable[_JobDict]) -> _JobList:
         """Submit jobs all or nothing, in one transaction; returns them in order. Each dict is
-        shaped like `submit`'s arguments (`type`, `payload`, `max_retries`, `delay`, `run_at`)."""
+        shaped like `submit`'s arguments (`type`, `payload`, `max_retries`, `delay`, `run_at`,
+        `priority`)."""
         batch = [_job_body(job) for job in jobs]
         _, _, body = self._call("POST", "/jobs/batch", json_body={"jobs": batch})
         return body
@@ -137,6 +142,22 @@ class Client:
             raise ValueError(f"schedule name must be a non-empty string, got {name!r}")
         path = "/schedules/" + quote(name, safe="") + "/run"
         return self._call("POST", path, json_body={})[2]
+
+    # -- job types -------------------------------------------------------------------------
+
+    def types(self) -> _JobList:
+        """Every job type with a handler: `paused`, its limits (`max_concurrency`,
+        `concurrency_key`, `rate_limit`), `running` and `counts` by status."""
+        return self._call("GET", "/types")[2]["types"]
+
+    def pause_type(self, name: str) -> _JobDict:
+        """Stop starting jobs of this type on every node (they are still accepted);
+        `NotFoundError` for a type without handler."""
+        return self._call("POST", _type_path(name) + "/pause", json_body={})[2]
+
+    def resume_type(self, name: str) -> _JobDict:
+        """Start jobs of this type again."""
+        return self._call("POST", _type_path(name) + "/resume", json_body={})[2]
 
     # -- service ---------------------------------------------------------------------------
 
@@ -211,6 +232,12 @@ def _job_path(job_id: str) -> str:
     if not isinstance(job_id, str) or not job_id.strip():
         raise ValueError(f"job id must be a non-empty string, got {job_id!r}")
     return "/jobs/" + quote(job_id, safe="")
+
+
+def _type_path(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"job type must be a non-empty string, got {name!r}")
+    return "/types/" + quote(name, safe="")
 
 
 def _filters(status: str | None, type: str | None, limit: int | None) -> dict[str, Any]:

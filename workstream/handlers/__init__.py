@@ -23,13 +23,14 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from workstream.errors import ConfigError, InvalidPayload, UnknownJobType
 from workstream.jobs.limits import is_job_type
 from workstream.jobs.model import JobContext
+from workstream.jobs.types import TypeLimits
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class Handler:
     schedule: str | None = None
     timezone: str | None = None
     schedule_payload: Any = None
+    # max_concurrency, concurrency_key, rate_limit (jobs.throttle applies them at claims).
+    limits: TypeLimits = field(default_factory=TypeLimits)
 
 
 class HandlerTable:
@@ -84,7 +87,19 @@ class HandlerTable:
         schedule: str | None = None,
         timezone: str | None = None,
         schedule_payload: Any = None,
+        max_concurrency: int | None = None,
+        concurrency_key: str | None = None,
+        rate_limit: str | None = None,
     ) -> Callable[[HandlerFn], HandlerFn]:
+        try:
+            limits = TypeLimits.build(
+                max_concurrency=max_concurrency,
+                concurrency_key=concurrency_key,
+                rate_limit=rate_limit,
+            )
+        except ValueError as exc:
+            raise ValueError(f"handler {job_type!r}: {exc}") from None
+
         def decorator(fn: HandlerFn) -> HandlerFn:
             self.add(
                 Handler(
@@ -95,11 +110,16 @@ class HandlerTable:
                     schedule=schedule,
                     timezone=timezone,
                     schedule_payload=schedule_payload,
+                    limits=limits,
                 )
             )
             return fn
 
         return decorator
+
+    def limits(self) -> dict[str, TypeLimits]:
+        """Job type -> the limits its handler was registered with."""
+        return {name: item.limits for name, item in self._handlers.items()}
 
     def get(self, job_type: str) -> Handler | None:
         return self._handlers.get(job_type)
@@ -149,10 +169,16 @@ def handler(
     schedule: str | None = None,
     timezone: str | None = None,
     schedule_payload: Any = None,
+    max_concurrency: int | None = None,
+    concurrency_key: str | None = None,
+    rate_limit: str | None = None,
 ) -> Callable[[HandlerFn], HandlerFn]:
-    """Register `fn(payload, job)` as the handler for `job_type`; with `schedule`, a job of
-    this type (payload `schedule_payload`) is also submitted at each of its slots, read in
-    `timezone` (default UTC)."""
+    """Register `fn(payload, job)` as the handler for `job_type`. `max_concurrency`: at
+    most this many of the type run at once on all nodes together (per value of the payload
+    field `concurrency_key` if given); `rate_limit` ("10/s", "100/m", "5000/h"): at most
+    so many starts per period on all nodes. With `schedule`, a job of this type (payload
+    `schedule_payload`) is also submitted at each of its slots, read in `timezone`
+    (default UTC). See docs/scheduling.md."""
     return default_table.register(
         job_type,
         timeout=timeout,
@@ -160,6 +186,9 @@ def handler(
         schedule=schedule,
         timezone=timezone,
         schedule_payload=schedule_payload,
+        max_concurrency=max_concurrency,
+        concurrency_key=concurrency_key,
+        rate_limit=rate_limit,
     )
 
 

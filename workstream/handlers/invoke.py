@@ -13,6 +13,7 @@ from typing import Any
 
 from workstream.handlers import HandlerTable
 from workstream.handlers.middleware import Call, Middleware, MiddlewareChain
+from workstream.jobs.deferral import Snooze
 from workstream.jobs.limits import MAX_DOCUMENT_BYTES
 from workstream.jobs.model import Job, JobContext
 from workstream.units import json_problem
@@ -83,4 +84,13 @@ def call_error(call: Call) -> str | None:
     problem = json_problem(call.result, max_bytes=MAX_DOCUMENT_BYTES)
     if problem is not None:
         return f"the handler's result cannot be stored: {problem}"
+    return None
+
+
+def call_deferral(call: Call) -> tuple[float, bool] | None:
+    """(seconds, hold the type) when the handler raised Snooze or RateLimited: the job
+    goes back to pending without spending the attempt; None otherwise."""
+    error = call.error
+    if isinstance(error, Snooze) and not call.timed_out:
+        return error.seconds, error.holds_type
     return None

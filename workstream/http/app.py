@@ -28,6 +28,8 @@ from workstream.http.resources import (
     JobsResource,
     MetricsResource,
     OpenApiResource,
+    TypeActionResource,
+    TypesResource,
 )
 from workstream.http.schedules import NoSchedules, ScheduleRunResource, SchedulesResource
 from workstream.jobs.schedules import ScheduleProvider
@@ -74,6 +76,15 @@ def create_app(
     )
     app.add_route(
         "/jobs/{job_id}/retry", JobActionResource(service.retry, max_body_bytes=max_body_bytes)
+    )
+    app.add_route("/types", TypesResource(service))
+    app.add_route(
+        "/types/{name}/pause",
+        TypeActionResource(service.pause_type, max_body_bytes=max_body_bytes),
+    )
+    app.add_route(
+        "/types/{name}/resume",
+        TypeActionResource(service.resume_type, max_body_bytes=max_body_bytes),
     )
     app.add_route("/metrics", MetricsResource(service))
     app.add_route("/health", HealthResource(service))

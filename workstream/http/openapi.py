@@ -299,6 +299,25 @@ def _schedule_paths() -> dict[str, Schema]:
     }
 
 
+def _type_action(operation_id: str, summary: str) -> Schema:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [{"$ref": "#/components/parameters/TypeName"}],
+        "requestBody": _json_body("NoInput", required=False),
+        "responses": {
+            "200": _response("the job type after the change", ref("JobType")),
+            "400": _error("a body other than {} (`invalid_json`, `invalid_request`)"),
+            "401": _UNAUTHORIZED,
+            "404": _error("no handler for this job type (`not_found`)"),
+            "413": _TOO_LARGE,
+            "415": _NOT_JSON,
+            "500": _INTERNAL,
+            "503": _UNAVAILABLE,
+        },
+    }
+
+
 def _paths() -> dict[str, Schema]:
     return {
         "/jobs": {
@@ -398,6 +417,27 @@ def _paths() -> dict[str, Schema]:
             )
         },
         **_schedule_paths(),
+        "/types": {
+            "get": {
+                "operationId": "listTypes",
+                "summary": "Job types: paused or not, limits, running and counts by status",
+                "responses": {
+                    "200": _response("every job type with a handler", ref("JobTypeList")),
+                    "401": _UNAUTHORIZED,
+                    "500": _INTERNAL,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/types/{name}/pause": {
+            "post": _type_action(
+                "pauseType",
+                "Pause a job type on every node: its jobs are admitted but not started",
+            )
+        },
+        "/types/{name}/resume": {
+            "post": _type_action("resumeType", "Resume a paused job type on every node")
+        },
         "/metrics": {
             "get": {
                 "operationId": "getMetrics",

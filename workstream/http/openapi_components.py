@@ -19,6 +19,7 @@ from workstream.jobs.limits import (
     MAX_TYPE_LENGTH,
 )
 from workstream.jobs.model import JobStatus
+from workstream.jobs.types import PRIORITY_DEFAULT, PRIORITY_HIGHEST, PRIORITY_LOWEST
 
 Schema = dict[str, Any]
 
@@ -42,6 +43,7 @@ def _job_schema() -> Schema:
             "status",
             "attempts",
             "max_retries",
+            "priority",
             "last_error",
             "result",
             "created_at",
@@ -57,6 +59,12 @@ def _job_schema() -> Schema:
             "status": {"type": "string", "enum": [status.value for status in JobStatus]},
             "attempts": {"type": "integer", "minimum": 0},
             "max_retries": {"type": "integer", "minimum": 0},
+            "priority": {
+                "type": "integer",
+                "minimum": PRIORITY_HIGHEST,
+                "maximum": PRIORITY_LOWEST,
+                "description": "0 starts first, 9 last (docs/scheduling.md)",
+            },
             "last_error": {"type": "string", "nullable": True},
             "result": {"description": "null, or the JSON value the handler returned"},
             "created_at": timestamp,
@@ -102,6 +110,16 @@ def _job_submission_schema(job_types: Sequence[str], now: float) -> Schema:
                 "maximum": MAX_RETRIES_LIMIT,
                 "nullable": True,
                 "description": "retries after the first attempt; null or absent: the default",
+            },
+            "priority": {
+                "type": "integer",
+                "minimum": PRIORITY_HIGHEST,
+                "maximum": PRIORITY_LOWEST,
+                "nullable": True,
+                "description": f"due jobs start by priority, {PRIORITY_HIGHEST} first and "
+                f"{PRIORITY_LOWEST} last, then oldest first; null or absent: "
+                f"{PRIORITY_DEFAULT}. A job due for longer than PRIORITY_AGING starts as if "
+                f"it had priority {PRIORITY_HIGHEST}",
             },
             "delay": {
                 "description": "start no sooner than this: seconds, or a duration like '2s'",
@@ -201,6 +219,13 @@ def schemas(job_types: Sequence[str], now: float) -> dict[str, Schema]:
                 )
             },
         },
+        "JobType": _job_type_state_schema(job_types),
+        "JobTypeList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["types"],
+            "properties": {"types": {"type": "array", "items": ref("JobType")}},
+        },
         "Health": {
             "type": "object",
             "additionalProperties": True,
@@ -243,8 +268,65 @@ def headers() -> dict[str, Schema]:
     }
 
 
+def _job_type_state_schema(job_types: Sequence[str]) -> Schema:
+    nullable_count = {"type": "integer", "minimum": 1, "nullable": True}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "name",
+            "paused",
+            "max_concurrency",
+            "concurrency_key",
+            "rate_limit",
+            "running",
+            "counts",
+            "blocked_until",
+        ],
+        "properties": {
+            "name": _job_type_schema(job_types),
+            "paused": {
+                "type": "boolean",
+                "description": "no job of the type starts, on any node (submissions are "
+                "still accepted)",
+            },
+            "max_concurrency": {
+                **nullable_count,
+                "description": "most jobs of the type running at once on all nodes (per "
+                "value of concurrency_key when set); null: no limit",
+            },
+            "concurrency_key": {"type": "string", "nullable": True},
+            "rate_limit": {
+                "type": "string",
+                "nullable": True,
+                "description": "most starts per second, minute or hour on all nodes: "
+                "'10/s', '100/m', '5000/h'; null: no limit",
+            },
+            "running": {"type": "integer", "minimum": 0},
+            "counts": {
+                "type": "object",
+                "description": "jobs of the type by status (statuses without jobs absent)",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
+            "blocked_until": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "a handler raised RateLimited: no job of the type starts "
+                "before this time",
+            },
+        },
+    }
+
+
 def parameters() -> dict[str, Schema]:
     return {
+        "TypeName": {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TYPE_LENGTH},
+        },
         "JobId": {
             "name": "job_id",
             "in": "path",

@@ -18,6 +18,7 @@ from workstream.http.render import JSON, render_json, send_json
 from workstream.http.submissions import parse_batch, parse_single
 from workstream.jobs.model import Job
 from workstream.jobs.service import JobService
+from workstream.jobs.types import TypeState
 
 Clock = Callable[[], float]
 
@@ -100,6 +101,30 @@ class JobActionResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         read_no_input(req, max_bytes=self._max_body_bytes)
         send_json(resp, self._action(job_id).to_public())
+
+
+class TypesResource:
+    """`/types`: every job type with a handler, its paused state, limits and counts."""
+
+    def __init__(self, service: JobService) -> None:
+        self._service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, {"types": [state.to_public() for state in self._service.types()]})
+
+
+class TypeActionResource:
+    """`/types/{name}/pause` and `/types/{name}/resume`: take no input, answer the type."""
+
+    def __init__(
+        self, action: Callable[[str], TypeState], *, max_body_bytes: int = MAX_BODY_BYTES
+    ) -> None:
+        self._action = action
+        self._max_body_bytes = max_body_bytes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        read_no_input(req, max_bytes=self._max_body_bytes)
+        send_json(resp, self._action(name).to_public())
 
 
 class MetricsResource:

@@ -17,13 +17,16 @@ JOB_FAILED = "job_failed"  # an attempt failed; `final` says whether the job fai
 JOB_RETRIED = "job_retried"  # failed -> pending again: by the sweeper (backoff) or manually
 JOB_RECOVERED = "job_recovered"  # an interrupted attempt was found (restart, expired lease)
 JOB_RELEASED = "job_released"  # graceful shutdown gave a running job back, attempt uncounted
+JOB_SNOOZED = "job_snoozed"  # the handler deferred its job (Snooze), attempt uncounted
 JOB_CANCELLED = "job_cancelled"
 JOB_FENCED = "job_fenced"  # a late completion or failure was refused (lease lost)
 JOB_REJECTED = "job_rejected"  # a submission refused because the queue was full
 
 # Events after which jobs may be ready to claim, now or at the event's `run_at`: a job
 # failed with runs left is claimable again at its `run_at` (the claim re-queues it).
-MAKES_WORK = frozenset({JOB_CREATED, JOB_RETRIED, JOB_RECOVERED, JOB_RELEASED, JOB_FAILED})
+MAKES_WORK = frozenset(
+    {JOB_CREATED, JOB_RETRIED, JOB_RECOVERED, JOB_RELEASED, JOB_FAILED, JOB_SNOOZED}
+)
 
 
 @dataclass(frozen=True, slots=True)

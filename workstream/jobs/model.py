@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from workstream.jobs.types import PRIORITY_DEFAULT
 from workstream.units import format_time
 
 
@@ -45,6 +46,7 @@ class Job:
     lease_expires_at: float | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    priority: int = PRIORITY_DEFAULT  # 0 starts first, 9 last (jobs.types)
 
     def replace(self, **changes: Any) -> Job:
         """A copy with `changes` (as `dataclasses.replace`, in a third of the time: every
@@ -82,6 +84,7 @@ class Job:
             "status": self.status.value,
             "attempts": self.attempts,
             "max_retries": self.max_retries,
+            "priority": self.priority,
             "last_error": self.last_error,
             "result": self.result,
             "created_at": format_time(self.created_at),

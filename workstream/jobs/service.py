@@ -16,6 +16,7 @@ from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job
 from workstream.jobs.schedules import FiredSlot, ScheduleSlot
 from workstream.jobs.spec import JobSpec
+from workstream.jobs.types import TypeState
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,14 @@ class JobService(Protocol):
 
     def metrics_text(self) -> tuple[str, bytes]:
         """(content type, body) of the Prometheus text exposition."""
+
+    def types(self) -> builtins.list[TypeState]:
+        """Every job type with a registered handler, sorted by name: paused or not, its
+        limits, its running jobs and its jobs by status (docs/scheduling.md)."""
+
+    def pause_type(self, name: str) -> TypeState:
+        """Stop starting jobs of `name` on every node (stored; submissions are still
+        accepted). Running jobs finish. Raises NotFound (404) for a type without handler."""
+
+    def resume_type(self, name: str) -> TypeState:
+        """Start jobs of `name` again. Raises NotFound (404) for a type without handler."""

@@ -13,9 +13,10 @@ from workstream.jobs.limits import (
     MAX_TYPE_LENGTH,
     is_job_type,
 )
+from workstream.jobs.types import PRIORITY_HIGHEST, PRIORITY_LOWEST
 from workstream.units import parse_duration, parse_time
 
-JOB_FIELDS = frozenset({"type", "payload", "max_retries", "delay", "run_at"})
+JOB_FIELDS = frozenset({"type", "payload", "max_retries", "delay", "run_at", "priority"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,7 @@ class JobSpec:
     payload: Any = None
     max_retries: int | None = None
     run_at: float | None = None
+    priority: int | None = None  # None: the default (jobs.types.PRIORITY_DEFAULT)
 
 
 def _where(index: int | None) -> str:
@@ -67,8 +69,20 @@ def parse_job_spec(body: Any, *, now: float, index: int | None = None) -> JobSpe
         run_at = now + _parse_delay(body["delay"], where)
     elif body.get("run_at") is not None:
         run_at = _parse_run_at(body["run_at"], where, now)
+    priority = body.get("priority")
+    if priority is not None and (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not PRIORITY_HIGHEST <= priority <= PRIORITY_LOWEST
+    ):
+        raise InvalidRequest(
+            f"{where}'priority' must be a whole number from {PRIORITY_HIGHEST} (starts first) "
+            f"to {PRIORITY_LOWEST} (starts last)"
+        )
     payload = body.get("payload", {})
-    return JobSpec(type=job_type, payload=payload, max_retries=max_retries, run_at=run_at)
+    return JobSpec(
+        type=job_type, payload=payload, max_retries=max_retries, run_at=run_at, priority=priority
+    )
 
 
 def _parse_delay(delay: Any, where: str) -> float:

@@ -30,6 +30,7 @@ class Action(StrEnum):
     COMPLETE = "complete"  # the handler returned
     FAIL = "fail"  # the handler raised, timed out, or the attempt was lost with no runs left
     RELEASE = "release"  # graceful shutdown returns a running job: attempt not counted
+    SNOOZE = "snooze"  # the handler deferred its job (Snooze, RateLimited): not counted
     RECOVER = "recover"  # the attempt was interrupted (crash, expired lease): attempt counted
     REQUEUE = "requeue"  # the sweeper: a failed job's backoff is over
     RETRY = "retry"  # a person asks for another round of runs
@@ -42,6 +43,7 @@ TRANSITIONS: dict[tuple[JobStatus, Action], JobStatus] = {
     (PROCESSING, Action.COMPLETE): COMPLETED,
     (PROCESSING, Action.FAIL): FAILED,
     (PROCESSING, Action.RELEASE): PENDING,
+    (PROCESSING, Action.SNOOZE): PENDING,
     (PROCESSING, Action.RECOVER): PENDING,
     (FAILED, Action.REQUEUE): PENDING,
     (FAILED, Action.RETRY): PENDING,
@@ -146,6 +148,21 @@ def release(job: Job, *, attempt: int, owner: str, now: float) -> Job:
         status=status,
         attempts=job.attempts - 1,
         run_at=now,
+        updated_at=now,
+        owner=None,
+        lease_expires_at=None,
+    )
+
+
+def snooze(job: Job, *, attempt: int, owner: str, now: float, run_at: float) -> Job:
+    """The handler put its job off (Snooze, RateLimited): pending again at `run_at`,
+    without counting the attempt."""
+    _check_fence(job, attempt, owner)
+    status = _move(job, Action.SNOOZE)
+    return job.replace(
+        status=status,
+        attempts=job.attempts - 1,
+        run_at=run_at,
         updated_at=now,
         owner=None,
         lease_expires_at=None,

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from workstream.handlers import HandlerTable
-from workstream.handlers.invoke import Timing, call_error, call_handler, invoke
+from workstream.handlers.invoke import Timing, call_deferral, call_error, call_handler, invoke
 from workstream.handlers.middleware import Call, MiddlewareChain
 from workstream.jobs.model import Job
 from workstream.proc import wire
@@ -83,6 +83,11 @@ class Runner:
         )
         error = call_error(call)
         result = None if error is not None else call.result
+        deferral = call_deferral(call)
+        if deferral is not None:
+            return wire.Done(
+                slot, job.id, job.attempts, call.duration, None, error, deferral[0], deferral[1]
+            )
         return wire.Done(slot, job.id, job.attempts, call.duration, result, error)
 
     def _work(self) -> None:

@@ -58,9 +58,11 @@ class Done:
     duration: float
     result: Any = None
     error: str | None = None
+    defer: float | None = None  # the handler raised Snooze / RateLimited: seconds
+    hold_type: bool = False  # RateLimited: hold the type's other jobs back as long
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out = {
             "op": DONE,
             "slot": self.slot,
             "id": self.job_id,
@@ -69,6 +71,10 @@ class Done:
             "result": self.result,
             "error": self.error,
         }
+        if self.defer is not None:
+            out["defer"] = self.defer
+            out["hold_type"] = self.hold_type
+        return out
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Done:
@@ -79,4 +85,6 @@ class Done:
             duration=float(data["duration"]),
             result=data.get("result"),
             error=data.get("error"),
+            defer=None if data.get("defer") is None else float(data["defer"]),
+            hold_type=bool(data.get("hold_type", False)),
         )

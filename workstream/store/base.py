@@ -19,6 +19,7 @@ from typing import Protocol
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.schedules import FiredSlot
+from workstream.jobs.types import TypeControl
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,38 @@ class Transaction(Protocol):
     def claimable(self, now: float, limit: int) -> list[Job]:
         """Up to `limit` pending jobs due at `now`, earliest `run_at` first; skips rows other
         transactions hold."""
+
+    def pending_types(self) -> dict[str, TypeControl]:
+        """The types that have pending jobs (due or not), each with its stored control row
+        (a default one for a type without a row), not locked: one index probe per type,
+        however many jobs it has."""
+
+    def claimable_by_type(
+        self, now: float, quotas: dict[str, int], aged_before: float | None = None
+    ) -> dict[str, list[Job]]:
+        """Per type of `quotas`, up to its quota of pending jobs due at `now`, in claim
+        order: first those due at or before `aged_before` (oldest first; None: none), then
+        by priority (0 first), `run_at`, submission. Skips rows other transactions hold and
+        locks the rows it returns where the store has row locks."""
+
+    def running(self, job_type: str) -> list[Job]:
+        """The processing jobs of a type (what its concurrency limit counts)."""
+
+    def count_running(self, job_type: str) -> int:
+        """How many jobs of a type are processing (`running` without reading them)."""
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        """Every stored type control row, by name (not locked)."""
+
+    def lock_types(self, names: list[str]) -> dict[str, TypeControl]:
+        """The control rows of `names` (a default one for a type without a row), locked
+        for the rest of the transaction where the store has row locks, so that claims of
+        these types by several nodes take turns: what the claim counts after this call
+        stays true until it commits."""
+
+    def save_type(self, control: TypeControl, *, wake: bool = False) -> None:
+        """Create or replace a type's control row; `wake`: tell the other nodes at commit
+        (a type resumed)."""
 
     def next_run_at(self, now: float) -> float | None:
         """The earliest `run_at` after `now` of a pending job (delayed) or of a failed job
@@ -136,6 +169,12 @@ class Store(Protocol):
 
     def fired_slots(self) -> builtins.list[FiredSlot]:  # `list` is a method here
         """Every schedule's latest fired slot (any node's)."""
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        """Every stored type control row, by name."""
+
+    def counts_by_type(self) -> dict[str, dict[str, int]]:
+        """Job type -> status -> how many (a scan: for GET /types, not for claims)."""
 
     def ping(self) -> None:
         """Raise StorageUnavailable if the store cannot be read."""

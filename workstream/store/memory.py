@@ -17,6 +17,7 @@ from workstream.errors import Conflict, StorageUnavailable
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.schedules import FiredSlot
+from workstream.jobs.types import TypeControl
 from workstream.store.base import Counts, DeletedJob, retention_cutoffs
 
 PENDING = JobStatus.PENDING
@@ -30,6 +31,7 @@ class MemoryTransaction:
         self.staged: dict[str, Job] = {}
         self.deleted: set[str] = set()
         self.slots: dict[str, FiredSlot] = {}
+        self.staged_types: dict[str, TypeControl] = {}
 
     def _all(self) -> list[Job]:
         merged = dict(self._store._jobs)
@@ -87,6 +89,50 @@ class MemoryTransaction:
 
     def claimable(self, now: float, limit: int) -> list[Job]:
         return self._ready(now)[:limit]
+
+    def pending_types(self) -> dict[str, TypeControl]:
+        controls = self.type_controls()
+        names = sorted({job.type for job in self._all() if job.status is PENDING})
+        return {name: controls.get(name, TypeControl(name)) for name in names}
+
+    def claimable_by_type(
+        self, now: float, quotas: dict[str, int], aged_before: float | None = None
+    ) -> dict[str, list[Job]]:
+        out: dict[str, list[Job]] = {}
+        for job_type, quota in quotas.items():
+            ready = [job for job in self._ready(now) if job.type == job_type]
+            aged = [
+                job
+                for job in ready
+                if aged_before is not None and job.run_at is not None and job.run_at <= aged_before
+            ]
+            ids = {job.id for job in aged}
+            rest = sorted(
+                (job for job in ready if job.id not in ids),
+                key=lambda job: (job.priority, job.run_at, self._seq_of(job.id)),
+            )
+            jobs = (aged + rest)[: max(0, quota)]
+            if jobs:
+                out[job_type] = jobs
+        return out
+
+    def running(self, job_type: str) -> list[Job]:
+        return [job for job in self._all() if job.status is PROCESSING and job.type == job_type]
+
+    def count_running(self, job_type: str) -> int:
+        return len(self.running(job_type))
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        merged = dict(self._store._types)
+        merged.update(self.staged_types)
+        return merged
+
+    def lock_types(self, names: list[str]) -> dict[str, TypeControl]:
+        controls = self.type_controls()
+        return {name: controls.get(name, TypeControl(name)) for name in names}
+
+    def save_type(self, control: TypeControl, *, wake: bool = False) -> None:
+        self.staged_types[control.name] = control
 
     def next_run_at(self, now: float) -> float | None:
         future = [
@@ -173,6 +219,7 @@ class MemoryStore:
         self._seq: dict[str, int] = {}
         self._slots: dict[str, FiredSlot] = {}
         self._last_seq = 0
+        self._types: dict[str, TypeControl] = {}
         self._lock = threading.RLock()  # held briefly: reads and the apply of a commit
         self._writer = threading.Lock()  # one transaction at a time; readers never wait on it
         self._fail_next = 0
@@ -211,6 +258,7 @@ class MemoryStore:
                     self._jobs.pop(job_id, None)
                     self._seq.pop(job_id, None)
                 self._slots.update(tx.slots)
+                self._types.update(tx.staged_types)
                 self.transactions += 1
 
     def get(self, job_id: str) -> Job | None:
@@ -249,6 +297,19 @@ class MemoryStore:
             if job.status is PENDING and job.run_at is not None and job.run_at <= now:
                 ready += 1
         return Counts(ready=ready, by_status=by_status)
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        with self._lock:
+            return dict(self._types)
+
+    def counts_by_type(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        out: dict[str, dict[str, int]] = {}
+        for job in jobs:
+            by_status = out.setdefault(job.type, {})
+            by_status[job.status.value] = by_status.get(job.status.value, 0) + 1
+        return out
 
     def ping(self) -> None:
         return None

@@ -49,7 +49,7 @@ class ScriptedRegistry:
             return
         if self.parking and not self.script and message.parked is not None:
             self.parked = message
-            message.parked.set(None)
+            message.parked.set(Claimed([], None))
             return
         if self.holding:
             self.held.append(message)

@@ -29,6 +29,7 @@ from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.service import Health, Submission
 from workstream.jobs.spec import JobSpec
+from workstream.jobs.types import PRIORITY_DEFAULT, TypeState
 
 T0 = 1_800_000_000.0
 DEFAULT_MAX_RETRIES = 3
@@ -57,6 +58,7 @@ class FakeService:
         self._jobs: dict[str, Job] = {}
         self._order: list[str] = []
         self._keys: dict[str, tuple[str | None, str]] = {}
+        self.paused: set[str] = set()
         self._lock = threading.Lock()
 
     # -- test helpers -------------------------------------------------------------------
@@ -152,6 +154,7 @@ class FakeService:
             created_at=self.now,
             updated_at=self.now,
             run_at=self.now if spec.run_at is None else spec.run_at,
+            priority=PRIORITY_DEFAULT if spec.priority is None else spec.priority,
         )
         self._jobs[job.id] = job
         self._order.append(job.id)
@@ -206,6 +209,39 @@ class FakeService:
 
     def job_types(self) -> list[str]:
         return sorted(self.known_types)
+
+    def _type_state(self, name: str) -> TypeState:
+        counts: dict[str, int] = {}
+        for job in self._jobs.values():
+            if job.type == name:
+                counts[job.status.value] = counts.get(job.status.value, 0) + 1
+        limited = name == "sleep"  # one limited type, to render limits
+        return TypeState(
+            name=name,
+            paused=name in self.paused,
+            max_concurrency=2 if limited else None,
+            concurrency_key="tenant" if limited else None,
+            rate_limit="10/s" if limited else None,
+            running=counts.get("processing", 0),
+            counts=counts,
+        )
+
+    def types(self) -> list[TypeState]:
+        self._check_available()
+        return [self._type_state(name) for name in sorted(self.known_types)]
+
+    def _set_paused(self, name: str, paused: bool) -> TypeState:
+        self._check_available()
+        if name not in self.known_types:
+            raise NotFound(f"no job type {name!r} (see GET /types)")
+        (self.paused.add if paused else self.paused.discard)(name)
+        return self._type_state(name)
+
+    def pause_type(self, name: str) -> TypeState:
+        return self._set_paused(name, True)
+
+    def resume_type(self, name: str) -> TypeState:
+        return self._set_paused(name, False)
 
     def stats(self) -> dict[str, Any]:
         self._check_available()

@@ -14,6 +14,7 @@ JOB_FIELDS = {
     "status",
     "attempts",
     "max_retries",
+    "priority",
     "last_error",
     "result",
     "created_at",

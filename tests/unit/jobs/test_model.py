@@ -63,6 +63,7 @@ def test_public_view_renders_times_and_hides_internals():
         "status": "processing",
         "attempts": 1,
         "max_retries": 3,
+        "priority": 5,
         "last_error": None,
         "result": None,
         "created_at": "2023-11-14T22:13:20.000000Z",

@@ -140,8 +140,8 @@ def test_a_job_must_be_an_object(body):
 
 
 def test_unknown_field_is_named():
-    message = refused({"type": "t", "priority": 5})
-    assert "'priority'" in message
+    message = refused({"type": "t", "urgency": 5})
+    assert "'urgency'" in message
     for field in JOB_FIELDS:
         assert field in message
 
@@ -289,3 +289,26 @@ def test_run_at_at_most_366_days_ahead():
 def test_messages_name_the_index_within_a_batch(body):
     assert refused(body, index=3).startswith("jobs[3]: ")
     assert not refused(body).startswith("jobs[")
+
+
+# -- priority ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("priority", [0, 5, 9])
+def test_priority_is_kept(priority):
+    assert parse_job_spec({"type": "t", "priority": priority}, now=NOW).priority == priority
+
+
+def test_priority_absent_or_null_takes_the_default():
+    assert parse_job_spec({"type": "t"}, now=NOW).priority is None
+    assert parse_job_spec({"type": "t", "priority": None}, now=NOW).priority is None
+
+
+@pytest.mark.parametrize("priority", [-1, 10, 1.5, "1", True, [1], 10**20])
+def test_bad_priority_is_refused_naming_the_field(priority):
+    message = refused({"type": "t", "priority": priority})
+    assert "'priority'" in message and "0" in message and "9" in message
+
+
+def test_bad_priority_in_a_batch_names_the_index():
+    assert refused({"type": "t", "priority": 11}, index=3).startswith("jobs[3]: 'priority'")

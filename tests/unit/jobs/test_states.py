@@ -122,12 +122,15 @@ ACTION_CALLS: dict[Action, Callable[[Job], Job]] = {
         job, attempt=job.attempts, owner=OWNER, error="e", now=NOW, policy=exact_policy()
     ),
     Action.RELEASE: lambda job: states.release(job, attempt=job.attempts, owner=OWNER, now=NOW),
+    Action.SNOOZE: lambda job: states.snooze(
+        job, attempt=job.attempts, owner=OWNER, now=NOW, run_at=NOW + 30
+    ),
     Action.RECOVER: lambda job: states.recover(job, now=NOW, reason="interrupted"),
     Action.REQUEUE: lambda job: states.requeue(job, now=NOW),
     Action.RETRY: lambda job: states.retry(job, now=NOW),
     Action.CANCEL: lambda job: states.cancel(job, now=NOW),
 }
-FENCED = {Action.COMPLETE, Action.FAIL, Action.RELEASE}
+FENCED = {Action.COMPLETE, Action.FAIL, Action.RELEASE, Action.SNOOZE}
 
 
 def test_every_action_has_a_call_in_this_test():
@@ -438,6 +441,17 @@ def test_release_gives_the_job_back_without_counting_the_attempt():
     # The next claim reuses the same attempt number.
     again = states.claim(back, owner="node-b", now=NOW, lease=LEASE)
     assert again.attempts == 3
+
+
+def test_snooze_defers_the_job_without_counting_the_attempt():
+    job = job_in(PROCESSING, attempts=3, retry_base=1, last_error="earlier")
+    back = states.snooze(job, attempt=3, owner=OWNER, now=NOW, run_at=NOW + 30)
+    assert (back.status, back.attempts, back.retry_base) == (PENDING, 2, 1)
+    assert back.run_at == NOW + 30
+    assert back.owner is None and back.lease_expires_at is None
+    assert back.last_error == "earlier"
+    with pytest.raises(StaleAttempt):
+        states.snooze(job, attempt=2, owner=OWNER, now=NOW, run_at=NOW)
 
 
 # -- requeue: the sweeper ---------------------------------------------------------------

@@ -12,6 +12,7 @@ import re
 from typing import Any, overload
 
 from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.types import TypeControl
 from workstream.units import valid_text
 
 Fence = tuple[str, int, str | None]  # what a fenced update checks: (status, attempts, owner)
@@ -72,6 +73,7 @@ def row_to_job(row: tuple[Any, ...]) -> Job:
         lease_expires_at=row[15],
         idempotency_key=dec(row[16]),
         request_hash=dec(row[17]),
+        priority=row[18],
     )
 
 
@@ -101,6 +103,7 @@ def insert_params(job: Job) -> tuple[Any, ...]:
         job.lease_expires_at,
         enc(job.idempotency_key),
         enc(job.request_hash),
+        job.priority,
     )
 
 
@@ -125,4 +128,25 @@ def update_params(job: Job, key: str, expected: Fence) -> tuple[Any, ...]:
         job.lease_expires_at,
         key,
         *expected,
+    )
+
+
+def row_to_control(row: tuple[Any, ...]) -> TypeControl:
+    """A row of `type_controls` / `lock_types`."""
+    return TypeControl(
+        name=dec(row[0]),
+        paused=bool(row[1]),
+        blocked_until=row[2],
+        window_start=row[3],
+        window_count=row[4] or 0,
+    )
+
+
+def control_params(control: TypeControl) -> tuple[Any, ...]:
+    return (
+        enc(control.name),
+        control.paused,
+        control.blocked_until,
+        control.window_start,
+        control.window_count,
     )

@@ -6,7 +6,7 @@
 -- A job's columns, in the order codec.row_to_job reads them.
 id, type, payload, status, attempts, retry_base, max_retries, last_error, result,
 created_at, updated_at, started_at, finished_at, run_at, owner, lease_expires_at,
-idempotency_key, request_hash
+idempotency_key, request_hash, priority
 
 -- name: channel
 -- Where nodes tell each other about new work (the NOTIFY payload is the sender's token).
@@ -39,7 +39,7 @@ LISTEN {channel};
 -- A taken id or idempotency key inserts nothing (rowcount 0: Conflict), and the transaction
 -- stays usable without a savepoint.
 INSERT INTO jobs ({columns})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING;
 
 -- name: update
@@ -76,6 +76,70 @@ SELECT count(*) FROM (
 -- Nodes claiming at once get disjoint rows and never wait on each other.
 SELECT {columns} FROM jobs WHERE status = 'pending' AND run_at <= %s
 ORDER BY run_at, seq LIMIT %s FOR UPDATE SKIP LOCKED;
+
+-- name: pending_types
+-- The types with pending jobs, with their control rows if any (one statement for both):
+-- a skip scan of jobs_pending_by_type, one probe per type.
+WITH RECURSIVE found(type) AS (
+    SELECT (SELECT min(type) FROM jobs WHERE status = 'pending')
+    UNION ALL
+    SELECT (SELECT min(type) FROM jobs WHERE status = 'pending' AND type > found.type)
+    FROM found WHERE found.type IS NOT NULL
+)
+SELECT found.type, job_types.paused, job_types.blocked_until, job_types.window_start,
+    job_types.window_count
+FROM found LEFT JOIN job_types ON job_types.name = found.type
+WHERE found.type IS NOT NULL;
+
+-- name: claimable_by_type
+-- Due jobs of each type in claim order, at most its quota each: the aged ones (due since
+-- before the aging bound, oldest first: band 0), then by priority, due time and submission
+-- (band 1); one index range per type and band. A row of both bands comes twice (our own
+-- lock does not skip it): the caller keeps the first. Parameters: types, quotas, the aging
+-- bound (NULL: none), then types, quotas and now.
+SELECT 0, picked.* FROM unnest(%s::text[], %s::int[]) AS wanted(type, quota)
+CROSS JOIN LATERAL (
+    SELECT {columns} FROM jobs
+    WHERE status = 'pending' AND jobs.type = wanted.type AND run_at <= %s
+    ORDER BY run_at, seq LIMIT wanted.quota FOR UPDATE SKIP LOCKED
+) AS picked
+UNION ALL
+SELECT 1, picked.* FROM unnest(%s::text[], %s::int[]) AS wanted(type, quota)
+CROSS JOIN LATERAL (
+    SELECT {columns} FROM jobs
+    WHERE status = 'pending' AND jobs.type = wanted.type AND run_at <= %s
+    ORDER BY priority, run_at, seq LIMIT wanted.quota FOR UPDATE SKIP LOCKED
+) AS picked;
+
+-- name: running_of_type
+SELECT {columns} FROM jobs WHERE status = 'processing' AND type = %s;
+
+-- name: count_running_of_type
+SELECT count(*) FROM jobs WHERE status = 'processing' AND type = %s;
+
+-- name: type_controls
+SELECT name, paused, blocked_until, window_start, window_count FROM job_types;
+
+-- name: create_types
+-- Rows for the types about to be locked, in name order (as every node locks them).
+INSERT INTO job_types (name) SELECT unnest(%s::text[]) ORDER BY 1
+ON CONFLICT (name) DO NOTHING;
+
+-- name: lock_types
+-- Claims of a limited type take turns across nodes: each holds its type's row until it
+-- commits, then the next one counts the running jobs anew.
+SELECT name, paused, blocked_until, window_start, window_count FROM job_types
+WHERE name = ANY(%s) ORDER BY name FOR UPDATE;
+
+-- name: save_type
+INSERT INTO job_types (name, paused, blocked_until, window_start, window_count)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+    blocked_until = excluded.blocked_until, window_start = excluded.window_start,
+    window_count = excluded.window_count;
+
+-- name: count_by_type
+SELECT type, status, count(*) FROM jobs GROUP BY type, status;
 
 -- name: next_run_at
 -- The next time a job becomes claimable: a delayed pending job, or a failed job's retry

@@ -33,9 +33,10 @@ from workstream.errors import ConfigError, StorageUnavailable
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job
 from workstream.jobs.schedules import FiredSlot
+from workstream.jobs.types import TypeControl
 from workstream.store.base import Counts
 from workstream.store.postgres import connections
-from workstream.store.postgres.codec import dec, enc, row_to_job
+from workstream.store.postgres.codec import dec, enc, row_to_control, row_to_job
 from workstream.store.postgres.connections import Connection
 from workstream.store.postgres.errors import (
     bad_option,
@@ -307,6 +308,16 @@ class PostgresStore:
             FiredSlot(dec(name), float(slot), dec(job_id), float(fired_at))
             for name, slot, job_id, fired_at in self._read(SQL["fired_slots"], ())
         ]
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        rows = self._read(SQL["type_controls"], ())
+        return {control.name: control for control in map(row_to_control, rows)}
+
+    def counts_by_type(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for job_type, status, count in self._read(SQL["count_by_type"], ()):
+            out.setdefault(dec(job_type), {})[status] = count
+        return out
 
     def ping(self) -> None:
         self._read(SQL["ping"], ())

@@ -35,14 +35,17 @@ from psycopg import errors as pg_errors
 from workstream.errors import Conflict, ServiceBusy, StorageUnavailable
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.schedules import FiredSlot
+from workstream.jobs.types import TypeControl
 from workstream.store.base import DeletedJob, retention_cutoffs
 from workstream.store.postgres.codec import (
     Fence,
+    control_params,
     dec,
     enc,
     fence,
     insert_params,
     row_fence,
+    row_to_control,
     row_to_job,
     update_params,
 )
@@ -287,6 +290,62 @@ class PostgresTransaction:
 
     def claimable(self, now: float, limit: int) -> list[Job]:
         return self._many(SQL["claimable"], (now, limit))
+
+    def pending_types(self) -> dict[str, TypeControl]:
+        rows = self._query(SQL["pending_types"], ()).fetchall()
+        return {control.name: control for control in map(row_to_control, rows)}
+
+    def claimable_by_type(
+        self, now: float, quotas: dict[str, int], aged_before: float | None = None
+    ) -> dict[str, list[Job]]:
+        wanted = {enc(name): quota for name, quota in quotas.items() if quota > 0}
+        if not wanted:
+            return {}
+        names, counts = list(wanted), list(wanted.values())
+        rows = self._query(
+            SQL["claimable_by_type"], (names, counts, aged_before, names, counts, now)
+        ).fetchall()
+        out: dict[str, list[Job]] = {}
+        seen: set[str] = set()
+        for row in rows:  # band 0 (aged) first, each type's rows in claim order
+            if row[1] in seen:
+                continue
+            seen.add(row[1])
+            self._held[row[1]] = row_fence(row[1:])
+            job = row_to_job(row[1:])
+            jobs = out.setdefault(job.type, [])
+            if len(jobs) < quotas[job.type]:
+                jobs.append(job)
+        return out
+
+    def running(self, job_type: str) -> list[Job]:
+        return [row_to_job(row) for row in self._query(SQL["running_of_type"], (enc(job_type),))]
+
+    def count_running(self, job_type: str) -> int:
+        row = self._query(SQL["count_running_of_type"], (enc(job_type),)).fetchone()
+        return int(row[0]) if row else 0
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        rows = self._query(SQL["type_controls"], ()).fetchall()
+        return {control.name: control for control in map(row_to_control, rows)}
+
+    def lock_types(self, names: list[str]) -> dict[str, TypeControl]:
+        keys = sorted({enc(name) for name in names})
+        if not keys:
+            return {}
+        rows = self._query(SQL["lock_types"], (keys,)).fetchall()
+        missing = sorted(set(keys).difference(row[0] for row in rows))
+        if missing:
+            # A type's first claim: its row, then locked as any other node locks it.
+            self._exec(SQL["create_types"], (missing,))
+            rows += self._query(SQL["lock_types"], (missing,)).fetchall()
+        found = {control.name: control for control in map(row_to_control, rows)}
+        return {name: found.get(name, TypeControl(name)) for name in names}
+
+    def save_type(self, control: TypeControl, *, wake: bool = False) -> None:
+        self._exec(SQL["save_type"], control_params(control))
+        if wake:
+            self.notify = True  # resumed: the other nodes claim again
 
     def next_run_at(self, now: float) -> float | None:
         row = self._query(SQL["next_run_at"], (now, now)).fetchone()

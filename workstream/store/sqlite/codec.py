@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.types import TypeControl
 from workstream.units import valid_text
 
 _STATUS = {status.value: status for status in JobStatus}
@@ -44,6 +45,7 @@ def row_to_job(row: tuple[Any, ...]) -> Job:
         lease_expires_at=row[15],
         idempotency_key=row[16],
         request_hash=row[17],
+        priority=row[18],
     )
 
 
@@ -68,6 +70,7 @@ def insert_params(job: Job) -> tuple[Any, ...]:
         job.lease_expires_at,
         job.idempotency_key,
         job.request_hash,
+        job.priority,
     )
 
 
@@ -89,4 +92,25 @@ def update_params(job: Job, expected: Job) -> tuple[Any, ...]:
         expected.status.value,
         expected.attempts,
         expected.owner,
+    )
+
+
+def row_to_control(row: tuple[Any, ...]) -> TypeControl:
+    """A row of `type_controls` (or of `pending_types`, NULLs for a type without one)."""
+    return TypeControl(
+        name=row[0],
+        paused=bool(row[1]),
+        blocked_until=row[2],
+        window_start=row[3],
+        window_count=row[4] or 0,
+    )
+
+
+def control_params(control: TypeControl) -> tuple[Any, ...]:
+    return (
+        control.name,
+        int(control.paused),
+        control.blocked_until,
+        control.window_start,
+        control.window_count,
     )

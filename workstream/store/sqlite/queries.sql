@@ -6,7 +6,7 @@
 -- A job's columns, in the order codec.row_to_job reads them.
 id, type, payload, status, attempts, retry_base, max_retries, last_error, result,
 created_at, updated_at, started_at, finished_at, run_at, owner, lease_expires_at,
-idempotency_key, request_hash
+idempotency_key, request_hash, priority
 
 
 -- Connections --------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ ROLLBACK;
 -- Writes (the writer connection, inside a transaction) -------------------------------------
 
 -- name: insert
-INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: update
 -- Fenced on (status, attempts, owner): written only if the row is still as expected.
@@ -70,6 +70,67 @@ SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = 'pending' AND run_at <= 
 -- name: claimable
 SELECT {columns} FROM jobs WHERE status = 'pending' AND run_at <= ?
 ORDER BY run_at, seq LIMIT ?;
+
+-- name: pending_types
+-- The types with pending jobs, with their control rows if any (one statement for both):
+-- a skip scan of jobs_pending_by_type, one probe per type.
+WITH RECURSIVE found(type) AS (
+    SELECT (SELECT min(type) FROM jobs INDEXED BY jobs_pending_by_type WHERE status = 'pending')
+    UNION ALL
+    SELECT (
+        SELECT min(type) FROM jobs INDEXED BY jobs_pending_by_type
+        WHERE status = 'pending' AND type > found.type
+    )
+    FROM found WHERE found.type IS NOT NULL
+)
+SELECT found.type, job_types.paused, job_types.blocked_until, job_types.window_start,
+    job_types.window_count
+FROM found LEFT JOIN job_types ON job_types.name = found.type
+WHERE found.type IS NOT NULL;
+
+-- name: claimable_of_type
+-- Due jobs of one type in claim order: those due at or before the aging bound (band 0,
+-- oldest first), then by priority, due time and submission (band 1); a job of both bands
+-- comes twice and the caller keeps the first. INDEXED BY: the planner, without
+-- statistics, may pick the age index for the second and sort a whole backlog instead.
+-- Parameters: type, the aging bound (NULL: none), quota, type, now, quota.
+SELECT * FROM (
+    SELECT 0, {columns} FROM jobs INDEXED BY jobs_pending_by_type_age
+    WHERE status = 'pending' AND type = ? AND run_at <= ?
+    ORDER BY run_at, seq LIMIT ?
+)
+UNION ALL
+SELECT * FROM (
+    SELECT 1, {columns} FROM jobs INDEXED BY jobs_pending_by_type
+    WHERE status = 'pending' AND type = ? AND run_at <= ?
+    ORDER BY priority, run_at, seq LIMIT ?
+);
+
+-- name: running_of_type
+SELECT {columns} FROM jobs INDEXED BY jobs_processing_by_type
+WHERE status = 'processing' AND type = ?;
+
+-- name: count_running_of_type
+SELECT count(*) FROM jobs INDEXED BY jobs_processing_by_type
+WHERE status = 'processing' AND type = ?;
+
+-- name: type_controls
+SELECT name, paused, blocked_until, window_start, window_count FROM job_types;
+
+-- name: type_controls_of
+-- {marks}: one `?` per name.
+SELECT name, paused, blocked_until, window_start, window_count FROM job_types
+WHERE name IN ({marks});
+
+-- name: save_type
+INSERT INTO job_types (name, paused, blocked_until, window_start, window_count)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+    blocked_until = excluded.blocked_until, window_start = excluded.window_start,
+    window_count = excluded.window_count;
+
+-- name: count_by_type
+SELECT type, status, count(*) FROM jobs GROUP BY type, status;
 
 -- name: next_run_at
 -- The next time a job becomes claimable: a delayed pending job, or a failed job's retry

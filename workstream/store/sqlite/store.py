@@ -29,9 +29,10 @@ from workstream.errors import DatabaseInUse, StorageUnavailable
 from workstream.jobs.listing import JobFilter, JobPage
 from workstream.jobs.model import Job
 from workstream.jobs.schedules import FiredSlot
+from workstream.jobs.types import TypeControl
 from workstream.store.base import Counts
 from workstream.store.sql import list_statements
-from workstream.store.sqlite.codec import row_to_job
+from workstream.store.sqlite.codec import row_to_control, row_to_job
 from workstream.store.sqlite.errors import describe
 from workstream.store.sqlite.migrator import migrate
 from workstream.store.sqlite.queries import SQL
@@ -276,6 +277,15 @@ class SqliteStore:
         by_status = dict(self._read(SQL["count_by_status"], ()))
         ready = self._read(SQL["count_due"], (now,))[0][0]
         return Counts(ready=ready, by_status=by_status)
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        return {row[0]: row_to_control(row) for row in self._read(SQL["type_controls"], ())}
+
+    def counts_by_type(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for job_type, status, count in self._read(SQL["count_by_type"], ()):
+            out.setdefault(job_type, {})[status] = count
+        return out
 
     def ping(self) -> None:
         self._read(SQL["ping"], ())

@@ -9,8 +9,15 @@ from typing import Any
 from workstream.errors import Conflict
 from workstream.jobs.model import Job
 from workstream.jobs.schedules import FiredSlot
+from workstream.jobs.types import TypeControl
 from workstream.store.base import DeletedJob, chunked, retention_cutoffs
-from workstream.store.sqlite.codec import insert_params, row_to_job, update_params
+from workstream.store.sqlite.codec import (
+    control_params,
+    insert_params,
+    row_to_control,
+    row_to_job,
+    update_params,
+)
 from workstream.store.sqlite.queries import SQL
 
 _MAX_PARAMS = 500  # ids per statement, well under SQLite's limit on parameters
@@ -19,6 +26,9 @@ _MAX_PARAMS = 500  # ids per statement, well under SQLite's limit on parameters
 class SqliteTransaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        # The control rows as this transaction last read them (None: not read, or written
+        # since): a claim reads them, then "locks" some, which here is reading them again.
+        self._controls: dict[str, TypeControl] | None = None
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Job | None:
         row = self._conn.execute(sql, params).fetchone()
@@ -52,6 +62,57 @@ class SqliteTransaction:
 
     def claimable(self, now: float, limit: int) -> list[Job]:
         return self._many(SQL["claimable"], (now, limit))
+
+    def pending_types(self) -> dict[str, TypeControl]:
+        rows = self._conn.execute(SQL["pending_types"]).fetchall()
+        return {row[0]: row_to_control(row) for row in rows}
+
+    def claimable_by_type(
+        self, now: float, quotas: dict[str, int], aged_before: float | None = None
+    ) -> dict[str, list[Job]]:
+        out: dict[str, list[Job]] = {}
+        sql = SQL["claimable_of_type"]
+        for job_type, quota in quotas.items():
+            if quota <= 0:
+                continue
+            jobs: list[Job] = []
+            seen: set[str] = set()
+            for row in self._conn.execute(
+                sql, (job_type, aged_before, quota, job_type, now, quota)
+            ):
+                if row[1] not in seen and len(jobs) < quota:
+                    seen.add(row[1])
+                    jobs.append(row_to_job(row[1:]))
+            if jobs:
+                out[job_type] = jobs
+        return out
+
+    def running(self, job_type: str) -> list[Job]:
+        return self._many(SQL["running_of_type"], (job_type,))
+
+    def count_running(self, job_type: str) -> int:
+        return int(self._conn.execute(SQL["count_running_of_type"], (job_type,)).fetchone()[0])
+
+    def type_controls(self) -> dict[str, TypeControl]:
+        rows = self._conn.execute(SQL["type_controls"]).fetchall()
+        self._controls = {row[0]: row_to_control(row) for row in rows}
+        return dict(self._controls)
+
+    def lock_types(self, names: list[str]) -> dict[str, TypeControl]:
+        # The write transaction holds the whole database: reading is locking.
+        if self._controls is not None:
+            known = self._controls
+            return {name: known.get(name, TypeControl(name)) for name in names}
+        found: dict[str, TypeControl] = {}
+        for chunk in chunked(sorted(set(names)), _MAX_PARAMS):
+            sql = SQL["type_controls_of"].format(marks=",".join("?" * len(chunk)))
+            for row in self._conn.execute(sql, chunk):
+                found[row[0]] = row_to_control(row)
+        return {name: found.get(name, TypeControl(name)) for name in names}
+
+    def save_type(self, control: TypeControl, *, wake: bool = False) -> None:
+        self._conn.execute(SQL["save_type"], control_params(control))
+        self._controls = None
 
     def next_run_at(self, now: float) -> float | None:
         row = self._conn.execute(SQL["next_run_at"], (now, now)).fetchone()
