@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -292,6 +293,7 @@ def run(kind: str, count: int, runs: int) -> list[tuple[str, float, float, str]]
             return measure(store, runs, now)
         finally:
             store.close()
+            shutil.rmtree(folder, ignore_errors=True)
     import psycopg
 
     from workstream.store.postgres import PostgresStore
