@@ -76,7 +76,7 @@ def test_sqlite_walks_the_listing_order_when_an_index_would_find_too_many(sqlite
 @pytest.mark.parametrize(
     ("name", "params", "expected"),
     [
-        ("failure_groups", (50,), "SCAN jobs USING INDEX jobs_failed_for_good"),
+        ("failure_groups", (50,), "SCAN jobs USING COVERING INDEX jobs_failed_for_good"),
         ("throughput", (1.0,), "SEARCH jobs USING COVERING INDEX jobs_by_finished"),
         ("error_hits", ('"boom"', 10), "SCAN jobs_errors VIRTUAL TABLE"),
         ("id_prefix_hits", ("ab", "ac", 10), "SEARCH jobs USING COVERING INDEX"),
