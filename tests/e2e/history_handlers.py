@@ -26,3 +26,12 @@ def exit_once(payload: Any, job: Any) -> Any:
     if job.attempt == 1:
         os._exit(1)
     return {"attempt": job.attempt}
+
+
+@handler("spin_once", timeout=1)
+def spin_once(payload: Any, job: Any) -> Any:
+    """Spins past its timeout on the first attempt (process mode only: a thread cannot be
+    stopped)."""
+    while job.attempt == 1:
+        pass
+    return {"attempt": job.attempt}

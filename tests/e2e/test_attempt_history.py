@@ -1,7 +1,8 @@
 """Attempt history through the real server, in both worker modes: a job that fails twice
 and then completes shows three attempts, the failures with their tracebacks from the
 handler's own frames; in process mode a child that dies is a `crashed` attempt. The job
-is found by the text of its error, newest first, and shown by `workstream jobs ID`."""
+is found by the text of its error, newest first, and shown by `workstream jobs ID`. A
+handler stopped at its timeout is a `timed_out` attempt."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def test_a_flaky_jobs_attempts_and_tracebacks(
     assert "in _check_disk" in shown.stdout
 
 
-def test_a_worker_process_that_dies_is_a_crashed_attempt(
+def test_a_dying_worker_process_and_a_timeout_are_attempts_of_their_own_kinds(
     start_server: StartServer, workdir: Path
 ) -> None:
     server = start_server(
@@ -93,6 +94,12 @@ def test_a_worker_process_that_dies_is_a_crashed_attempt(
     )
     job_id = submit(server, "exit_once")
     wait_until(lambda: finished(server, job_id), WAIT, "the retry completes")
+    spun = submit(server, "spin_once")
+    wait_until(lambda: finished(server, spun), WAIT, "the retry after the timeout completes")
+    stopped, again = get(server, f"/jobs/{spun}/attempts")
+    assert (stopped["outcome"], stopped["error_class"]) == ("timed_out", "TimeoutError")
+    assert stopped["error"] == "TimeoutError: the handler ran longer than its timeout of 1s"
+    assert stopped["duration_ms"] >= 1000 and again["outcome"] == "completed"
 
     first, second = get(server, f"/jobs/{job_id}/attempts")
     assert (first["outcome"], first["error_class"]) == ("crashed", "WorkerProcessDied")
@@ -103,4 +110,4 @@ def test_a_worker_process_that_dies_is_a_crashed_attempt(
     listed = run_workstream(
         workdir, "jobs", "--json", "--limit", "1", env={**server.env, "WORKSTREAM_URL": server.url}
     )
-    assert json.loads(listed.stdout)[0]["id"] == job_id  # newest first
+    assert json.loads(listed.stdout)[0]["id"] == spun  # newest first
