@@ -200,7 +200,7 @@ def seed_postgres(store: Any, url: str, jobs: Iterator[Job]) -> None:
         conn.execute("VACUUM ANALYZE jobs")
 
 
-def requests(now: float, sample: Job, cursor: str) -> list[tuple[str, dict[str, str]]]:
+def requests(now: float, sample: Job, cursor: str, count: int) -> list[tuple[str, dict[str, str]]]:
     hour_ago = format_time(now - 3600) or ""
     two_weeks = format_time(now - 14 * DAY) or ""
     two_weeks_plus = format_time(now - 14 * DAY + 3600) or ""
@@ -217,7 +217,7 @@ def requests(now: float, sample: Job, cursor: str) -> list[tuple[str, dict[str, 
         ("failed, created in the last hour", {"status": "failed", "created_after": hour_ago}),
         ("id_prefix (8 characters)", {"id_prefix": sample.id[:8]}),
         ("id_prefix (1 character)", {"id_prefix": sample.id[:1]}),
-        ("idempotency_key", {"idempotency_key": "order-500000"}),
+        ("idempotency_key", {"idempotency_key": f"order-{count // 20 * 10}"}),  # the middle one
         ("error, common text", {"error": "disk full"}),
         ("error, rare text", {"error": RARE_ERROR}),
         ("error, no match", {"error": "nothing matches this"}),
@@ -235,7 +235,7 @@ def timed(call: Callable[[], Any], runs: int) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
-def measure(store: Any, runs: int, now: float) -> list[tuple[str, float, float, str]]:
+def measure(store: Any, runs: int, now: float, count: int) -> list[tuple[str, float, float, str]]:
     service = StoreReads(store, clock=lambda: now)
     app = create_app(service, api_token="bench")  # type: ignore[arg-type]
     client = falcon.testing.TestClient(app, headers={"Authorization": "Bearer bench"})
@@ -245,7 +245,7 @@ def measure(store: Any, runs: int, now: float) -> list[tuple[str, float, float, 
     cursor = link.split("cursor=")[1].split(">")[0]
     sample = store.list(JobFilter(limit=1, order="oldest", after=(now - 20 * DAY, 0))).jobs[0]
     out = []
-    for name, params in requests(now, sample, cursor):
+    for name, params in requests(now, sample, cursor, count):
         query = urlencode({**params, "limit": "100"})
 
         def get(query: str = query) -> None:
@@ -293,7 +293,7 @@ def run(kind: str, count: int, runs: int) -> list[tuple[str, float, float, str]]
         seed_sqlite(store, jobs)
         print(f"sqlite: seeded {count:,} jobs in {time.perf_counter() - started:.0f}s", flush=True)
         try:
-            return measure(store, runs, now)
+            return measure(store, runs, now, count)
         finally:
             store.close()
             shutil.rmtree(folder, ignore_errors=True)
@@ -313,7 +313,7 @@ def run(kind: str, count: int, runs: int) -> list[tuple[str, float, float, str]]
         print(
             f"postgres: seeded {count:,} jobs in {time.perf_counter() - started:.0f}s", flush=True
         )
-        return measure(store, runs, now)
+        return measure(store, runs, now, count)
     finally:
         store.close()
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
