@@ -12,10 +12,13 @@ import psycopg
 import pytest
 
 from tests.pg import ScratchDatabase
+from tests.support import make_job
+from workstream.jobs.attempts import error_class_of
 from workstream.jobs.listing import JobFilter
 from workstream.jobs.model import JobStatus
 from workstream.store.postgres import PostgresStore
 from workstream.store.postgres.queries import SQL as PG_SQL
+from workstream.store.schema import load_migrations, split_sql
 from workstream.store.sqlite import SqliteStore
 from workstream.store.sqlite import store as sqlite_store
 from workstream.store.sqlite.queries import SQL as SQLITE_SQL
@@ -139,3 +142,50 @@ def test_postgres_console_summaries_read_their_index(postgres, name, params, exp
     _, conn = postgres
     plan = pg_plan(conn, PG_SQL[name], params)
     assert expected in plan and "Seq Scan" not in plan, plan
+
+
+ERRORS = {
+    "RuntimeError: boom": "RuntimeError",
+    "requests.exceptions.HTTPError: 502": "requests.exceptions.HTTPError",
+    "worker process died (killed by signal 9)": None,
+    "the handler's result cannot be stored: bad": None,
+    "attempt 1 was interrupted: the server stopped while it ran": None,
+    "_Private: x": "_Private",
+    "9Lives: x": None,
+    "KeyboardInterrupt": "KeyboardInterrupt",  # a class alone: an exception without text
+    "Not a class": None,
+}
+
+
+def backfill(dialect: str) -> str:
+    """The statement of migration 0004 that sets error_class on jobs failed before it."""
+    (sql,) = [text for _, name, text in load_migrations(dialect) if name.startswith("0004")]
+    return next(part for part in split_sql(sql) if part.startswith("UPDATE jobs"))
+
+
+def failed_jobs(store) -> list[tuple[str, str]]:
+    jobs = []
+    with store.transaction() as tx:
+        for n, error in enumerate(ERRORS):
+            job = make_job(f"j{n}", status=FAILED, last_error=error, attempts=1, run_at=None)
+            tx.insert(job)
+            jobs.append((job.id, error))
+    return jobs
+
+
+def test_sqlite_migration_reads_the_class_of_earlier_failures(sqlite):
+    made = failed_jobs(sqlite)
+    sqlite._writer.execute(backfill("sqlite"))
+
+    for job_id, error in made:
+        assert sqlite.get(job_id).error_class == ERRORS[error], error
+        assert error_class_of(error) == ERRORS[error]  # as the server reads new ones
+
+
+def test_postgres_migration_reads_the_class_of_earlier_failures(postgres, pg_database):
+    store, conn = postgres
+    made = failed_jobs(store)
+    conn.execute(backfill("postgres"))
+
+    for job_id, error in made:
+        assert store.get(job_id).error_class == ERRORS[error], error
