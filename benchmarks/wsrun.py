@@ -20,7 +20,10 @@ from pathlib import Path
 
 from benchmarks.common import PYTHON, child_env, free_port, spawn, stop, wait_until
 from benchmarks.peers import SESSION
-from workstream.store.sqlite import COLUMNS, SqliteStore
+from workstream.jobs.model import Job, JobStatus
+from workstream.store.sqlite import SqliteStore
+from workstream.store.sqlite.codec import insert_params
+from workstream.store.sqlite.queries import SQL
 
 JOB_TYPE = "bench_noop"
 
@@ -38,16 +41,27 @@ def preload(
     store.close()
     conn = sqlite3.connect(path, isolation_level=None)
     now = time.time()
-    payload = "{}"
-    marks = ",".join("?" * len(COLUMNS.split(",")))
-    sql = f"INSERT INTO jobs ({COLUMNS}) VALUES ({marks})"
+    payload: dict[str, object] = {}
+    # The store's own statement and row codec: every column, whatever columns there are.
+    sql = SQL["insert"]
     conn.execute("BEGIN IMMEDIATE")
     for start in range(0, count, 50_000):
         rows = [
-            (str(uuid.uuid4()), job_type, payload, "pending", 0, 0, 3, None, None,
-             now, now, None, None, now, None, None, None, None, priority(index))
+            insert_params(
+                Job(
+                    id=str(uuid.uuid4()),
+                    type=job_type,
+                    payload=payload,
+                    status=JobStatus.PENDING,
+                    max_retries=3,
+                    created_at=now,
+                    updated_at=now,
+                    run_at=now,
+                    priority=priority(index),
+                )
+            )
             for index in range(start, min(count, start + 50_000))
-        ]  # fmt: skip
+        ]
         conn.executemany(sql, rows)
     conn.execute("COMMIT")
     conn.close()  # the last connection checkpoints the WAL into the file

@@ -96,7 +96,9 @@ class ScratchDatabase:
         """Empty the jobs table (if migrated) and restart `seq`: a clean store, kept schema."""
         exists = self.execute("SELECT to_regclass('public.jobs') IS NOT NULL")[0][0]
         if exists:
-            self.execute("TRUNCATE jobs RESTART IDENTITY")
+            attempts = self.execute("SELECT to_regclass('public.job_attempts') IS NOT NULL")[0][0]
+            tables = "jobs, job_attempts" if attempts else "jobs"
+            self.execute(f"TRUNCATE {tables} RESTART IDENTITY")
         if self.execute("SELECT to_regclass('public.schedule_slots') IS NOT NULL")[0][0]:
             self.execute("TRUNCATE schedule_slots")
         if self.execute("SELECT to_regclass('public.job_types') IS NOT NULL")[0][0]:

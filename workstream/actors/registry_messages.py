@@ -88,6 +88,12 @@ class Outcome:
     # attempt not counted; `hold_type` (RateLimited) holds the type back as long.
     defer: float | None = None
     hold_type: bool = False
+    # For the attempt history (workstream.jobs.attempts): how a failed attempt ended (None:
+    # `failed`), the error's class, its traceback (bounded), the worker process's pid.
+    ending: str | None = None
+    error_class: str | None = None
+    traceback: str | None = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

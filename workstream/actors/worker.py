@@ -33,11 +33,14 @@ from workstream.handlers.invoke import (
     Timing,
     call_deferral,
     call_error,
+    call_error_class,
     call_handler,
+    call_traceback,
     describe_exception,
     invoke,
 )
 from workstream.handlers.middleware import Call, Middleware, MiddlewareChain
+from workstream.jobs.attempts import TIMED_OUT
 from workstream.jobs.model import Job, JobContext
 
 log = logging.getLogger(__name__)
@@ -186,6 +189,9 @@ class Worker(pykka.ThreadingActor):
             abandoned=call.timed_out,
             defer=None if deferral is None else deferral[0],
             hold_type=deferral is not None and deferral[1],
+            ending=TIMED_OUT if call.timed_out else None,
+            error_class=call_error_class(call) if error is not None else None,
+            traceback=None if error is None or call.timed_out else call_traceback(call),
         )
 
     def _call(self, call: Call) -> None:

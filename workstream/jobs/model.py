@@ -47,6 +47,7 @@ class Job:
     idempotency_key: str | None = None
     request_hash: str | None = None
     priority: int = PRIORITY_DEFAULT  # 0 starts first, 9 last (jobs.types)
+    error_class: str | None = None  # the class of `last_error` (e.g. RuntimeError)
 
     def replace(self, **changes: Any) -> Job:
         """A copy with `changes` (as `dataclasses.replace`, in a third of the time: every

@@ -60,6 +60,8 @@ class Done:
     error: str | None = None
     defer: float | None = None  # the handler raised Snooze / RateLimited: seconds
     hold_type: bool = False  # RateLimited: hold the type's other jobs back as long
+    error_class: str | None = None
+    traceback: str | None = None  # bounded by the child (attempts.clip_traceback)
 
     def to_wire(self) -> dict[str, Any]:
         out = {
@@ -74,6 +76,9 @@ class Done:
         if self.defer is not None:
             out["defer"] = self.defer
             out["hold_type"] = self.hold_type
+        if self.error is not None:
+            out["error_class"] = self.error_class
+            out["traceback"] = self.traceback
         return out
 
     @classmethod
@@ -87,4 +92,10 @@ class Done:
             error=data.get("error"),
             defer=None if data.get("defer") is None else float(data["defer"]),
             hold_type=bool(data.get("hold_type", False)),
+            error_class=_text(data.get("error_class")),
+            traceback=_text(data.get("traceback")),
         )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -16,7 +16,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.attempts import Attempt
+from workstream.jobs.listing import FailureGroup, JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.schedules import FiredSlot
 from workstream.jobs.types import TypeControl
@@ -138,6 +139,13 @@ class Transaction(Protocol):
         `failed_before` (None: keep those for ever), with everything stored about them.
         Skips rows other transactions hold. Returns what was deleted."""
 
+    def add_attempt(self, attempt: Attempt) -> None:
+        """Record one attempt (written with the outcome it records)."""
+
+    def delete_attempts(self, job_ids: list[str]) -> int:
+        """Delete the attempts of these jobs: whoever deletes jobs deletes their attempts in
+        the same transaction. Returns how many attempts were deleted."""
+
 
 class Store(Protocol):
     exclusive: bool
@@ -175,6 +183,19 @@ class Store(Protocol):
 
     def counts_by_type(self) -> dict[str, dict[str, int]]:
         """Job type -> status -> how many (a scan: for GET /types, not for claims)."""
+
+    def count(self, query: JobFilter, cap: int) -> int:
+        """How many jobs `query`'s filters match (not its position), up to `cap`."""
+
+    def failure_groups(self, limit: int) -> builtins.list[FailureGroup]:
+        """Jobs failed for good by (type, error class), largest first, at most `limit`."""
+
+    def finished_per_minute(self, since: float) -> builtins.list[tuple[float, str, int]]:
+        """(minute start, status, jobs) of the completed and failed-for-good jobs that
+        finished at or after `since`."""
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        """The attempts of a job, by number (and in the order recorded)."""
 
     def ping(self) -> None:
         """Raise StorageUnavailable if the store cannot be read."""

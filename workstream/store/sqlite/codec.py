@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from workstream.jobs.attempts import Attempt
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.types import TypeControl
 from workstream.units import valid_text
@@ -46,6 +47,7 @@ def row_to_job(row: tuple[Any, ...]) -> Job:
         idempotency_key=row[16],
         request_hash=row[17],
         priority=row[18],
+        error_class=row[19],
     )
 
 
@@ -71,6 +73,7 @@ def insert_params(job: Job) -> tuple[Any, ...]:
         job.idempotency_key,
         job.request_hash,
         job.priority,
+        job.error_class,
     )
 
 
@@ -88,6 +91,7 @@ def update_params(job: Job, expected: Job) -> tuple[Any, ...]:
         job.run_at,
         job.owner,
         job.lease_expires_at,
+        job.error_class,
         job.id,
         expected.status.value,
         expected.attempts,
@@ -114,3 +118,25 @@ def control_params(control: TypeControl) -> tuple[Any, ...]:
         control.window_start,
         control.window_count,
     )
+
+
+def attempt_params(attempt: Attempt) -> tuple[Any, ...]:
+    """The parameters of `insert_attempt`, in the `attempt_columns` order."""
+    return (
+        attempt.job_id,
+        attempt.number,
+        attempt.outcome,
+        attempt.finished_at,
+        attempt.started_at,
+        attempt.node,
+        attempt.worker,
+        attempt.pid,
+        text(attempt.error),
+        attempt.error_class,
+        text(attempt.traceback),
+        attempt.duration,
+    )
+
+
+def row_to_attempt(row: tuple[Any, ...]) -> Attempt:
+    return Attempt(*row)

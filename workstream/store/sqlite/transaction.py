@@ -7,11 +7,13 @@ import sqlite3
 from typing import Any
 
 from workstream.errors import Conflict
+from workstream.jobs.attempts import Attempt
 from workstream.jobs.model import Job
 from workstream.jobs.schedules import FiredSlot
 from workstream.jobs.types import TypeControl
 from workstream.store.base import DeletedJob, chunked, retention_cutoffs
 from workstream.store.sqlite.codec import (
+    attempt_params,
     control_params,
     insert_params,
     row_to_control,
@@ -161,9 +163,20 @@ class SqliteTransaction:
             ).fetchall()
             deleted += [DeletedJob(job_id, job_type) for job_id, job_type in rows]
         if deleted:
+            self.delete_attempts([job.id for job in deleted])  # the history goes with its job
             # The freed pages go back to the file system now (auto_vacuum = INCREMENTAL):
             # the file stops growing once retention keeps up.
             free = self._conn.execute(SQL["freelist_count"]).fetchone()[0]
             for _ in range(free):
                 self._conn.execute(SQL["incremental_vacuum"])
+        return deleted
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        self._conn.execute(SQL["insert_attempt"], attempt_params(attempt))
+
+    def delete_attempts(self, job_ids: list[str]) -> int:
+        deleted = 0
+        for chunk in chunked(job_ids, _MAX_PARAMS):
+            sql = SQL["delete_attempts"].format(marks=",".join("?" * len(chunk)))
+            deleted += self._conn.execute(sql, chunk).rowcount
         return deleted
