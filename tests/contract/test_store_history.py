@@ -273,3 +273,12 @@ def test_retention_deletes_a_finished_jobs_attempts_with_it(store, jobs):
     assert [job.id for job in deleted] == [old.id]
     assert store.attempts(old.id) == []
     assert [a.job_id for a in store.attempts(recent.id)] == [recent.id]
+
+
+def test_a_job_given_back_before_any_handler_ran_it_records_no_attempt(store):
+    runner = Runner(store)
+    job_id = runner.submit()
+    [claimed] = runner.claim()
+    runner.run(Release(job_ids=[claimed.id], started=False))  # no idle slot took it
+    assert store.attempts(job_id) == []
+    assert store.get(job_id).status.value == "pending"

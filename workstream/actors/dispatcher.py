@@ -137,6 +137,10 @@ class Dispatcher(pykka.ThreadingActor):
         if key in self._idle_keys:
             self._idle_keys.discard(key)
             self._idle = [(ref, slot) for ref, slot in self._idle if (ref.actor_urn, slot) != key]
+            if self._unpark():
+                # The parked claim counted this slot: back, it parks again for the slots
+                # still idle rather than take a job nobody can run (it would go back).
+                self._woken_while_claiming = True
         self._check_all_idle()
 
     def _check_all_idle(self) -> None:
@@ -203,7 +207,7 @@ class Dispatcher(pykka.ThreadingActor):
             else:
                 unplaced.append(job.id)
         if unplaced:
-            self._registry.tell(Release(job_ids=unplaced))
+            self._registry.tell(Release(job_ids=unplaced, started=False))
         self._held = message.claimed.held
         if len(jobs) < message.asked and not self._woken_while_claiming:
             self._maybe_due = False

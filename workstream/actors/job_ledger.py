@@ -536,16 +536,17 @@ class JobLedger:
             back = states.release(job, attempt=job.attempts, owner=self._owner, now=batch.now)
             if tx.update(back, job):
                 released += 1
-                tx.add_attempt(
-                    Attempt(
-                        job_id=job.id,
-                        number=job.attempts,
-                        outcome=attempts.RELEASED,
-                        finished_at=batch.now,
-                        started_at=job.started_at,
-                        node=job.owner,
+                if command.started:
+                    tx.add_attempt(
+                        Attempt(
+                            job_id=job.id,
+                            number=job.attempts,
+                            outcome=attempts.RELEASED,
+                            finished_at=batch.now,
+                            started_at=job.started_at,
+                            node=job.owner,
+                        )
                     )
-                )
                 self._running.pop(job.id, None)
                 batch.events.append(
                     JobEvent(JOB_RELEASED, job.id, job.type, job.attempts, batch.now)

@@ -187,13 +187,14 @@ class ProcessWorker(pykka.ThreadingActor):
             cause = self._planned
         else:
             cause = CRASHED
-            for slot, running in sorted(self._slots.running.items()):
-                self._finish(slot, running, f"worker process died ({exit_text})")
+        lost = sorted(self._slots.running.items()) if cause == CRASHED else []
         failed = self._slots.busy if cause == CRASHED else 0
         journal.exited(
             self.name, pid, cause, exit=exit_text, jobs_run=self._jobs_run, failed_attempts=failed
         )
-        self._close_slots()
+        self._close_slots()  # before the outcomes: see `_check_deadlines`
+        for slot, running in lost:
+            self._finish(slot, running, f"worker process died ({exit_text})")
         self._child = None
         self.stats.pid = None
         self.stats.count_restart(cause)
@@ -256,7 +257,7 @@ class ProcessWorker(pykka.ThreadingActor):
         self._slots.offered.discard(slot)
         if self._state != READY or slot in self._slots.running:
             # The child went away after this slot was offered: the job goes back uncounted.
-            self._registry.tell(Release(job_ids=[job.id]))
+            self._registry.tell(Release(job_ids=[job.id], started=False))
             if slot not in self._slots.running:
                 self._dispatcher.tell(SlotClosed(self.actor_ref, slot))
             return
@@ -355,6 +356,11 @@ class ProcessWorker(pykka.ThreadingActor):
         expired = self._slots.expired(self._monotonic())
         if not expired:
             return
+        gone = {slot for slot, _ in expired}
+        others = [r.job.id for slot, r in self._slots.running.items() if slot not in gone]
+        # Slots closed first: the Dispatcher hears it before any claim these outcomes
+        # make room for, and hands nothing to this child on its way out.
+        self._stop_child(TIMED_OUT)
         for slot, running in expired:
             job = running.job
             journal.note(
@@ -375,11 +381,8 @@ class ProcessWorker(pykka.ThreadingActor):
                 ending=attempts.TIMED_OUT,
                 error_class="TimeoutError",
             )
-        gone = {slot for slot, _ in expired}
-        others = [r.job.id for slot, r in self._slots.running.items() if slot not in gone]
         if others:
             self._registry.tell(Release(job_ids=others))
-        self._stop_child(TIMED_OUT)
 
     def _finish(
         self,

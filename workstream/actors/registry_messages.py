@@ -175,6 +175,9 @@ class Release:
 
     reply: Reply | None = None
     job_ids: list[str] | None = None
+    # False: claimed but never handed to a handler (no idle slot took it, or its slot had
+    # closed): no attempt ran, so none is recorded in the history.
+    started: bool = True
 
 
 @dataclass(frozen=True, slots=True)
