@@ -225,6 +225,18 @@ SETTINGS: tuple[Setting, ...] = (
         duration,
         "how long an HTTP request waits for the engine before answering 503",
     ),
+    Setting(
+        "console",
+        True,
+        boolean,
+        "serve the operator's console at GET / and /ui/ (false: those paths answer 404)",
+    ),
+    Setting(
+        "console_read_only",
+        False,
+        boolean,
+        "the console shows everything but offers no action, and refuses them with 403",
+    ),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _DURATIONS = (duration, duration_or_zero, interval)
@@ -267,6 +279,8 @@ class Settings:
     http_connection_limit: int = 500
     http_channel_timeout: float = 30.0
     request_timeout: float = 10.0
+    console: bool = True
+    console_read_only: bool = False
     # Where extensions read their own sections (`ExtensionContext.settings`): the config
     # file's tables that are not core settings, and the environment the settings came from.
     config_tables: Mapping[str, Mapping[str, Any]] = field(

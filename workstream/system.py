@@ -252,6 +252,8 @@ class System:
             on_auth_failure=self.metrics.auth_failures.inc,
             host=settings.host,
             clock=self.clock,
+            console=settings.console,
+            console_read_only=settings.console_read_only,
         )
         self.http = HttpServer(
             app,

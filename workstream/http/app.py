@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import falcon
 
 from workstream.http.body import MAX_BODY_BYTES
+from workstream.http.console import console_guard, mount_console
 from workstream.http.errors import register_error_handlers
 from workstream.http.hosts import HostCheckMiddleware
 from workstream.http.middleware import (
@@ -41,6 +43,8 @@ def create_app(
     on_auth_failure: AuthFailureHook | None = None,
     host: str | None = None,
     clock: Callable[[], float] = time.time,
+    console: bool = False,
+    console_read_only: bool = False,
 ) -> falcon.App:
     """The WSGI application of the API in SPEC section 4.
 
@@ -52,13 +56,23 @@ def create_app(
     (see `HostCheckMiddleware`). `max_body_bytes` bounds request bodies (413 past it).
     `routes` are extensions' resources (under `/ext/<name>`), served with the same
     middleware and error handling as the API. `clock` dates the API description (the
-    bound of `run_at`).
+    bound of `run_at`). With `console`, the operator's console is served at `/` and under
+    `/ui/` (`workstream.http.console`, docs/console.md; read-only with `console_read_only`).
     """
-    guard = (
+    guard: Any = (
         TokenAuthMiddleware(api_token, on_failure=on_auth_failure)
         if api_token
         else HostCheckMiddleware(host)
     )
+    console_middleware = None
+    if console:
+        guard = console_middleware = console_guard(
+            guard,
+            api_token=api_token,
+            read_only=console_read_only,
+            on_auth_failure=on_auth_failure,
+            clock=clock,
+        )
     app = falcon.App(middleware=[RequestIdMiddleware(), guard])
     register_error_handlers(app)
 
@@ -77,4 +91,13 @@ def create_app(
     app.add_route("/openapi.json", OpenApiResource(document))
     for path, resource in routes:
         app.add_route(path, resource)
+    if console_middleware is not None:
+        mount_console(
+            app,
+            service,
+            console_middleware,
+            api_token=api_token,
+            on_auth_failure=on_auth_failure,
+            clock=clock,
+        )
     return app

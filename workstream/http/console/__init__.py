@@ -1,0 +1,87 @@
+"""The operator's console: HTML pages at `/` and under `/ui/`, served by the API's process.
+
+`mount_console` adds its routes to the Falcon app and returns the middleware that guards
+both the API and the console (`security.ConsoleGuard`). See docs/console.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from workstream.http.console.data import ConsoleData
+from workstream.http.console.security import ConsoleGuard, Sessions
+from workstream.http.console.views import (
+    BulkResource,
+    Console,
+    FailuresResource,
+    JobActionsResource,
+    JobResource,
+    JobsResource,
+    LoginResource,
+    LogoutResource,
+    OverviewResource,
+    ScheduleRunResource,
+    StaticResource,
+    TypeActionResource,
+    TypesResource,
+)
+from workstream.http.hosts import HostCheckMiddleware
+from workstream.http.middleware import AuthFailureHook
+from workstream.jobs.service import JobService
+
+__all__ = ["console_guard", "mount_console"]
+
+
+def console_guard(
+    api_guard: Any,
+    *,
+    api_token: str | None,
+    read_only: bool,
+    on_auth_failure: AuthFailureHook | None,
+    clock: Callable[[], float],
+) -> ConsoleGuard:
+    """The middleware that keeps `api_guard` on the API's paths and guards the console's."""
+    return ConsoleGuard(
+        api_guard,
+        Sessions(api_token, clock),
+        read_only=read_only,
+        host_check=api_guard if isinstance(api_guard, HostCheckMiddleware) else None,
+        on_auth_failure=on_auth_failure,
+    )
+
+
+def mount_console(
+    app: falcon.App,
+    service: JobService,
+    guard: ConsoleGuard,
+    *,
+    api_token: str | None,
+    on_auth_failure: AuthFailureHook | None,
+    clock: Callable[[], float],
+) -> None:
+    console = Console(
+        data=ConsoleData(service, clock),
+        sessions=guard.sessions,
+        token=api_token,
+        read_only=guard.read_only,
+        on_auth_failure=on_auth_failure,
+    )
+    app.add_route("/", OverviewResource(console))
+    app.add_route("/ui/fragments/overview", OverviewResource(console, fragment=True))
+    app.add_route("/ui/login", LoginResource(console))
+    app.add_route("/ui/logout", LogoutResource(console))
+    app.add_route("/ui/static/{name}", StaticResource())
+    app.add_route("/ui/jobs", JobsResource(console))
+    app.add_route("/ui/jobs/{job_id}", JobResource(console))
+    app.add_route("/ui/fragments/jobs/{job_id}", JobResource(console, fragment=True))
+    app.add_route("/ui/failures", FailuresResource(console))
+    app.add_route("/ui/fragments/failures", FailuresResource(console, fragment=True))
+    app.add_route("/ui/types", TypesResource(console))
+    app.add_route("/ui/fragments/types", TypesResource(console, fragment=True))
+    app.add_route("/ui/actions/jobs", JobActionsResource(console))
+    app.add_route("/ui/bulk", BulkResource(console))
+    app.add_route("/ui/types/{name}/{action}", TypeActionResource(console))
+    app.add_route("/ui/schedules/{name}/run", ScheduleRunResource(console))

@@ -1,0 +1,291 @@
+"""What the console reads and does, through the `JobService` port only.
+
+Some of what the console shows comes from service methods that newer parts of WorkStream
+add (attempt history, counting, failure groups, throughput, type and schedule state).
+`ConsoleData` asks for each by name and says when one is missing, so that a page shows
+"not available" for that part instead of failing; every method here returns plain
+values that the templates render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from workstream.errors import IllegalTransition, InvalidRequest, NotFound
+from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.model import Job, JobStatus
+from workstream.jobs.service import JobService
+
+PAGE_SIZE = 50
+BATCH_SIZE = 200  # jobs acted on per request step of a bulk action
+COUNT_CAP = 10_000  # counts past this show as "10000+"
+FALLBACK_SCAN = 1000  # jobs read to group failures when the service cannot group them
+
+_ERROR_CLASS = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
+_FILTER_FIELDS = {field.name for field in dataclasses.fields(JobFilter)}
+
+# The console's filter parameters (GET, bookmarkable) and the JobFilter field each maps to.
+FILTER_PARAMS = {
+    "status": "status",
+    "type": "job_type",
+    "created_after": "created_after",
+    "created_before": "created_before",
+    "id_prefix": "id_prefix",
+    "idempotency_key": "idempotency_key",
+    "error": "error",
+    "order": "order",
+}
+
+
+def error_class_of(error: str | None) -> str:
+    """`RuntimeError: boom` -> `RuntimeError`; anything else -> its first 40 characters."""
+    if not error:
+        return ""
+    match = _ERROR_CLASS.match(error)
+    return match.group(1) if match else error[:40]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The console's job filters, as given in the query string (text, validated)."""
+
+    values: dict[str, str]
+    error_class: str = ""
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> Filters:
+        values: dict[str, str] = {}
+        for name in FILTER_PARAMS:
+            raw = params.get(name)
+            if isinstance(raw, list):
+                raw = raw[0] if raw else None
+            if isinstance(raw, str) and raw.strip():
+                values[name] = raw.strip()[:200]
+        status = values.get("status")
+        if status is not None and status not in {s.value for s in JobStatus}:
+            raise InvalidRequest(f"status: must be one of {', '.join(s.value for s in JobStatus)}")
+        if values.get("order") not in (None, "newest", "oldest"):
+            raise InvalidRequest("order: must be newest or oldest")
+        error_class = params.get("error_class")
+        if isinstance(error_class, list):
+            error_class = error_class[0] if error_class else ""
+        return cls(values, (error_class or "").strip()[:200])
+
+    def query_items(self) -> list[tuple[str, str]]:
+        items = sorted(self.values.items())
+        if self.error_class:
+            items.append(("error_class", self.error_class))
+        return items
+
+    def unsupported(self) -> list[str]:
+        """The filters this server's JobFilter cannot apply (shown, not silently dropped)."""
+        return [name for name in self.values if FILTER_PARAMS[name] not in _FILTER_FIELDS]
+
+    def job_filter(self, *, limit: int, after: int | None = None) -> JobFilter:
+        kwargs: dict[str, Any] = {"limit": limit, "after": after}
+        for name, value in self.values.items():
+            field = FILTER_PARAMS[name]
+            if field not in _FILTER_FIELDS:
+                continue
+            kwargs[field] = _convert(field, value)
+        if self.error_class and "error" in _FILTER_FIELDS and "error" not in kwargs:
+            kwargs["error"] = self.error_class
+        return JobFilter(**kwargs)
+
+    def matches(self, job: Job) -> bool:
+        """The part of the filter that the store could not apply, checked on each job."""
+        if self.error_class and error_class_of(job.last_error) != self.error_class:
+            return False
+        status = self.values.get("status")
+        if status is not None and job.status.value != status:
+            return False
+        job_type = self.values.get("type")
+        return job_type is None or job.type == job_type
+
+
+def _convert(field: str, value: str) -> Any:
+    if field == "status":
+        return JobStatus(value)
+    if field in ("created_after", "created_before"):
+        return _parse_time(field, value)
+    return value
+
+
+def _parse_time(field: str, value: str) -> float:
+    from datetime import datetime
+
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"{field}: not an RFC 3339 time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        from datetime import UTC
+
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    done: list[str]
+    refused: list[tuple[str, str]]  # (job id, why)
+
+
+class ConsoleData:
+    def __init__(self, service: JobService, clock: Callable[[], float] = time.time) -> None:
+        self.service = service
+        self.clock = clock
+
+    # -- capabilities -----------------------------------------------------------------------
+
+    def has(self, name: str) -> bool:
+        return callable(getattr(self.service, name, None))
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return getattr(self.service, name)(*args)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return self.service.stats()
+
+    def health(self) -> Any:
+        return self.service.health()
+
+    def job(self, job_id: str) -> Job:
+        return self.service.get(job_id)
+
+    def attempts(self, job_id: str) -> list[Any] | None:
+        return list(self._call("attempts", job_id)) if self.has("attempts") else None
+
+    def page(self, filters: Filters, after: int | None, limit: int = PAGE_SIZE) -> JobPage:
+        page = self.service.list(filters.job_filter(limit=limit, after=after))
+        jobs = [job for job in page.jobs if filters.matches(job)]
+        return JobPage(jobs=jobs, next_after=page.next_after)
+
+    def count(self, filters: Filters, cap: int = COUNT_CAP) -> tuple[int, bool]:
+        """(count, capped): how many jobs the filter matches, at most `cap`."""
+        if self.has("count") and not filters.error_class:
+            found = int(self._call("count", filters.job_filter(limit=1), cap))
+            return min(found, cap), found >= cap
+        total, after = 0, None
+        while total < cap:
+            page = self.page(filters, after, limit=min(1000, cap))
+            total += len(page.jobs)
+            if page.next_after is None:
+                return min(total, cap), False
+            after = page.next_after
+        return cap, True
+
+    def count_status(self, status: str, job_type: str | None = None) -> tuple[int, bool]:
+        values = {"status": status}
+        if job_type is not None:
+            values["type"] = job_type
+        return self.count(Filters(values))
+
+    def failure_groups(self, limit: int = 50) -> tuple[list[dict[str, Any]], bool]:
+        """([{job_type, error_class, count, latest_at}], exact): from the service when it
+        groups failures itself, else from the latest FALLBACK_SCAN failed jobs."""
+        if self.has("failure_groups"):
+            groups = [
+                {
+                    "job_type": group.job_type,
+                    "error_class": group.error_class,
+                    "count": group.count,
+                    "latest_at": group.latest_at,
+                }
+                for group in self._call("failure_groups", limit)
+            ]
+            return groups, True
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        page = self.service.list(JobFilter(status=JobStatus.FAILED, limit=FALLBACK_SCAN))
+        for job in page.jobs:
+            key = (job.type, error_class_of(job.last_error))
+            group = found.setdefault(
+                key, {"job_type": key[0], "error_class": key[1], "count": 0, "latest_at": 0.0}
+            )
+            group["count"] += 1
+            group["latest_at"] = max(group["latest_at"], job.updated_at)
+        groups = sorted(found.values(), key=lambda group: -group["count"])[:limit]
+        return groups, page.next_after is None
+
+    def throughput(self, minutes: int = 60) -> list[Any] | None:
+        return list(self._call("throughput", minutes)) if self.has("throughput") else None
+
+    def types(self) -> list[dict[str, Any]]:
+        """Each job type's state: from `types()` when the service has it, else the
+        registered types with their live counts."""
+        if self.has("types"):
+            return [_as_dict(state) for state in self._call("types")]
+        rows = []
+        for name in self.service.job_types():
+            counts = {
+                status: self.count_status(status, name)
+                for status in ("pending", "processing", "failed")
+            }
+            rows.append({"name": name, "paused": None, "counts": counts})
+        return rows
+
+    def schedules(self) -> list[dict[str, Any]] | None:
+        if not self.has("schedules"):
+            return None
+        return [_as_dict(state) for state in self._call("schedules")]
+
+    def oldest_due_age(self) -> float | None:
+        """Seconds the longest-waiting due pending job has waited (None: none is due)."""
+        now = self.clock()
+        values = {"status": "pending"}
+        if "order" in _FILTER_FIELDS:
+            values["order"] = "oldest"
+        page = self.service.list(Filters(values).job_filter(limit=50))
+        due = [job.run_at for job in page.jobs if job.run_at is not None and job.run_at <= now]
+        return now - min(due) if due else None
+
+    # -- acting -----------------------------------------------------------------------------
+
+    def act(self, action: str, job_ids: Iterable[str]) -> ActionOutcome:
+        method = {"retry": self.service.retry, "cancel": self.service.cancel}[action]
+        done: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for job_id in job_ids:
+            try:
+                method(job_id)
+            except (NotFound, IllegalTransition) as exc:
+                refused.append((job_id, str(exc)))
+            else:
+                done.append(job_id)
+        return ActionOutcome(done, refused)
+
+    def act_on_batch(
+        self, action: str, filters: Filters, after: int | None
+    ) -> tuple[ActionOutcome, int | None, int]:
+        """One step of a bulk action: the next BATCH_SIZE jobs the filter matches after
+        `after`. Returns (outcome, next position or None when done, jobs looked at)."""
+        page = self.service.list(filters.job_filter(limit=BATCH_SIZE, after=after))
+        eligible = [job.id for job in page.jobs if filters.matches(job) and _eligible(action, job)]
+        return self.act(action, eligible), page.next_after, len(page.jobs)
+
+    def pause_type(self, name: str, paused: bool) -> None:
+        self._call("pause_type" if paused else "resume_type", name)
+
+    def run_schedule(self, name: str) -> Any:
+        return self._call("run_schedule", name)
+
+
+def _eligible(action: str, job: Job) -> bool:
+    if action == "retry":
+        return job.failed_for_good
+    return job.status in (JobStatus.PENDING, JobStatus.FAILED)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return value
+    return dict(vars(value))
