@@ -184,6 +184,7 @@ def refuse(
         resp.text = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="robots" content="noindex"><title>Refused</title>'
+            '<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">'
             '<link rel="stylesheet" href="/ui/static/console.css"></head><body>'
             f'<main class="refused"><h1>{status} — refused</h1><p>{_escape(message)}</p>'
             '<p><a href="/">Back to the console</a></p></main></body></html>'

@@ -39,7 +39,12 @@ from workstream.jobs.model import JobStatus
 logger = logging.getLogger("workstream.console")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".LICENSE": "text/plain"}
+STATIC_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".LICENSE": "text/plain; charset=utf-8",
+}
 MAX_SELECTED = 1000  # job ids one "selected" action takes
 ACTIONS = ("retry", "cancel")
 
