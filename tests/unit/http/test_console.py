@@ -1,0 +1,355 @@
+"""The console through falcon.testing: its security (sessions, CSRF, Origin, headers,
+read-only mode) and its rendering (escaping, pages, bulk actions), over the fake service."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from falcon.testing import Result, TestClient
+
+from tests.unit.http.fakes import FakeService
+from tests.unit.http.support import LOCAL_HOST
+from workstream.http.app import create_app
+from workstream.http.console.data import BATCH_SIZE
+from workstream.http.console.security import CONTENT_SECURITY_POLICY, SESSION_COOKIE
+from workstream.jobs.model import JobStatus
+
+TOKEN = "console-test-token-0123456789"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+SAME_ORIGIN = {"Origin": f"http://{LOCAL_HOST}", "Sec-Fetch-Site": "same-origin"}
+
+
+class ConsoleClient:
+    """A falcon test client that keeps the console's cookie, as a browser would."""
+
+    def __init__(self, service: FakeService, **options: Any) -> None:
+        self.failures: list[int] = []
+        options.setdefault("on_auth_failure", lambda: self.failures.append(1))
+        self.client = TestClient(
+            create_app(service, console=True, **options), headers={"Host": LOCAL_HOST}
+        )
+        self.cookie: str | None = None
+
+    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+        out = dict(headers or {})
+        if self.cookie is not None:
+            out["Cookie"] = f"{SESSION_COOKIE}={self.cookie}"
+        return out
+
+    def _keep(self, result: Result) -> Result:
+        if SESSION_COOKIE in result.cookies:
+            self.cookie = result.cookies[SESSION_COOKIE].value or None
+        return result
+
+    def get(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Result:
+        return self._keep(self.client.simulate_get(path, headers=self._headers(headers), **kw))
+
+    def post(
+        self,
+        path: str,
+        form: dict[str, Any] | list[tuple[str, str]],
+        headers: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> Result:
+        body = urlencode(form, doseq=True)
+        merged = {**FORM, **SAME_ORIGIN, **(headers or {})}
+        return self._keep(
+            self.client.simulate_post(path, body=body, headers=self._headers(merged), **kw)
+        )
+
+    def login(self) -> None:
+        result = self.post("/ui/login", {"token": TOKEN, "next": "/"})
+        assert result.status_code == 303, result.text
+
+    def csrf(self, path: str = "/ui/jobs") -> str:
+        match = re.search(r'name="csrf" value="([^"]+)"', self.get(path).text)
+        assert match, "no CSRF field on the page"
+        return match.group(1)
+
+
+@pytest.fixture
+def service() -> FakeService:
+    return FakeService()
+
+
+@pytest.fixture
+def console(service: FakeService) -> ConsoleClient:
+    return ConsoleClient(service, api_token=TOKEN)
+
+
+# -- sessions and login --------------------------------------------------------------------
+
+
+def test_pages_redirect_to_the_login_form_without_a_session(console: ConsoleClient) -> None:
+    result = console.get("/ui/jobs?status=failed")
+    assert result.status_code == 303
+    assert result.headers["location"] == "/ui/login?next=%2Fui%2Fjobs%3Fstatus%3Dfailed"
+    fragment = console.get("/ui/fragments/overview", headers={"HX-Request": "true"})
+    assert fragment.status_code == 401
+    assert fragment.headers["hx-redirect"] == "/ui/login"
+
+
+def test_login_sets_a_strict_httponly_cookie_that_is_not_the_token(
+    console: ConsoleClient,
+) -> None:
+    result = console.post("/ui/login", {"token": TOKEN, "next": "/ui/failures"})
+    assert result.status_code == 303
+    assert result.headers["location"] == "/ui/failures"
+    cookie = result.cookies[SESSION_COOKIE]
+    assert cookie.http_only and cookie.same_site == "Strict" and cookie.path == "/"
+    assert not cookie.secure  # plain http here; see the https test
+    assert TOKEN not in cookie.value
+    assert console.get("/").status_code == 200
+
+
+def test_the_cookie_is_secure_on_https(service: FakeService) -> None:
+    console = ConsoleClient(service, api_token=TOKEN)
+    result = console.post("/ui/login", {"token": TOKEN}, protocol="https")
+    assert result.cookies[SESSION_COOKIE].secure
+
+
+def test_a_wrong_token_is_refused_and_counted(console: ConsoleClient) -> None:
+    result = console.post("/ui/login", {"token": "wrong-token-wrong-token"})
+    assert result.status_code == 401
+    assert SESSION_COOKIE not in result.cookies
+    assert "not this server" in result.text
+    assert console.failures == [1]
+    assert console.get("/").status_code == 303
+
+
+def test_a_tampered_or_foreign_cookie_is_no_session(
+    console: ConsoleClient, service: FakeService
+) -> None:
+    console.login()
+    assert console.cookie is not None
+    session_id, issued, mac = console.cookie.split(".")
+    console.cookie = f"{session_id}x.{issued}.{mac}"
+    assert console.get("/").status_code == 303
+    other = ConsoleClient(service, api_token=TOKEN + "-other")
+    assert other.post("/ui/login", {"token": TOKEN + "-other"}).status_code == 303
+    console.cookie = other.cookie
+    assert console.get("/").status_code == 303
+
+
+def test_login_never_redirects_off_this_server(console: ConsoleClient) -> None:
+    for target in ("//evil.example/", "https://evil.example/", "\\\\evil"):
+        result = console.post("/ui/login", {"token": TOKEN, "next": target})
+        assert result.headers["location"] == "/"
+
+
+def test_the_cookie_does_not_open_the_api_and_the_bearer_token_still_does(
+    console: ConsoleClient, service: FakeService
+) -> None:
+    console.login()
+    assert console.get("/jobs").status_code == 401
+    bearer = console.client.simulate_get("/jobs", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bearer.status_code == 200
+
+
+def test_logout_ends_the_session_in_the_browser(console: ConsoleClient) -> None:
+    console.login()
+    result = console.post("/ui/logout", {"csrf": console.csrf()})
+    assert result.status_code == 303
+    assert console.cookie is None
+    assert console.get("/").status_code == 303
+
+
+# -- state-changing requests ---------------------------------------------------------------
+
+
+def _failed(service: FakeService, **changes: Any) -> str:
+    return service.add_job(
+        status=JobStatus.FAILED, run_at=None, attempts=1, last_error="RuntimeError: x", **changes
+    ).id
+
+
+def test_an_action_needs_the_csrf_token(console: ConsoleClient, service: FakeService) -> None:
+    console.login()
+    job_id = _failed(service)
+    form = {"action": "retry", "id": job_id}
+    for token in (None, "0" * 64):
+        sent = form if token is None else {**form, "csrf": token}
+        result = console.post("/ui/actions/jobs", sent, headers={"Accept": "application/json"})
+        assert result.status_code == 403
+        assert result.json == {"error": "missing or wrong CSRF token", "code": "forbidden"}
+    assert service.job(job_id).status is JobStatus.FAILED
+    result = console.post("/ui/actions/jobs", {**form, "csrf": console.csrf(), "next": "/x"})
+    assert result.status_code == 303 and result.headers["location"] == "/x"
+    assert service.job(job_id).status is JobStatus.PENDING
+
+
+def test_the_csrf_token_also_comes_as_the_htmx_header(
+    console: ConsoleClient, service: FakeService
+) -> None:
+    console.login()
+    job_id = _failed(service)
+    result = console.post(
+        "/ui/actions/jobs",
+        {"action": "retry", "id": job_id},
+        headers={"X-CSRF-Token": console.csrf(), "HX-Request": "true"},
+    )
+    assert result.status_code == 303
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": f"http://{LOCAL_HOST}.evil.example"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": f"http://{LOCAL_HOST}"},
+        {"Sec-Fetch-Site": "same-site", "Origin": f"http://{LOCAL_HOST}"},
+    ],
+)
+def test_a_cross_origin_action_is_refused(
+    console: ConsoleClient, service: FakeService, headers: dict[str, str]
+) -> None:
+    console.login()
+    job_id = _failed(service)
+    form = {"action": "retry", "id": job_id, "csrf": console.csrf()}
+    result = console.post("/ui/actions/jobs", form, headers=headers)
+    assert result.status_code == 403
+    assert result.json["code"] == "forbidden"
+    html = console.post("/ui/actions/jobs", form, headers={**headers, "Accept": "text/html"})
+    assert html.status_code == 403 and "refused" in html.text
+    assert html.headers["content-type"].startswith("text/html")
+    assert service.job(job_id).status is JobStatus.FAILED
+
+
+def test_read_only_mode_hides_and_refuses_actions(service: FakeService) -> None:
+    console = ConsoleClient(service, api_token=TOKEN, console_read_only=True)
+    console.login()
+    job_id = _failed(service)
+    page = console.get(f"/ui/jobs/{job_id}")
+    assert "retry-job" not in page.text and "read-only" in page.text
+    assert 'name="action"' not in console.get("/ui/jobs").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None  # the logout form
+    result = console.post(
+        "/ui/actions/jobs",
+        {"action": "retry", "id": job_id, "csrf": csrf.group(1)},
+        headers={"Accept": "application/json"},
+    )
+    assert result.status_code == 403 and result.json["code"] == "read_only"
+    assert service.job(job_id).status is JobStatus.FAILED
+
+
+# -- headers, escaping, pages --------------------------------------------------------------
+
+
+def test_every_console_response_has_the_security_headers(console: ConsoleClient) -> None:
+    for result in (console.get("/ui/login"), console.get("/")):
+        assert result.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert result.headers["x-robots-tag"].startswith("noindex")
+        assert result.headers["referrer-policy"] == "same-origin"
+        assert result.headers["x-content-type-options"] == "nosniff"
+    console.login()
+    page = console.get("/")
+    assert page.headers["cache-control"] == "no-store"
+    assert '<meta name="robots" content="noindex' in page.text
+    assert "content-security-policy" not in console.client.simulate_get("/health").headers
+
+
+def test_pages_have_no_inline_script_or_style(console: ConsoleClient, service: FakeService) -> None:
+    console.login()
+    job_id = _failed(service)
+    for path in ("/", "/ui/jobs", f"/ui/jobs/{job_id}", "/ui/failures", "/ui/types"):
+        text = console.get(path).text
+        scripts = re.findall(r"<script[^>]*>", text)
+        assert scripts == ['<script src="/ui/static/htmx.min.js" defer>'], path
+        assert "<style" not in text and " style=" not in text, path
+        assert not re.search(r"\son[a-z]+=", text), path  # no event handler attributes
+        assert "hx-on" not in text and "js:" not in text, path
+
+
+def test_payloads_and_errors_are_escaped(console: ConsoleClient, service: FakeService) -> None:
+    console.login()
+    evil = "<script>alert(1)</script>"
+    job_id = _failed(service, payload={"x": evil}, result=evil, type="echo")
+    service.add_job(status=JobStatus.FAILED, run_at=None, last_error=f"ValueError: {evil}")
+    for path in (f"/ui/jobs/{job_id}", "/ui/jobs", "/ui/jobs?status=failed", "/ui/failures"):
+        text = console.get(path).text
+        assert evil not in text, path
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in console.get(f"/ui/jobs/{job_id}").text
+
+
+def test_the_overview_shows_counts(console: ConsoleClient, service: FakeService) -> None:
+    console.login()
+    page = console.get("/")
+    assert page.status_code == 200
+    assert 'id="count-pending"' in page.text and 'hx-trigger="every 3s' in page.text
+    fragment = console.get("/ui/fragments/overview?paused=1")
+    assert "is-paused" in fragment.text and "every 3s" not in fragment.text
+
+
+def test_a_bad_filter_is_a_400_naming_it(console: ConsoleClient) -> None:
+    console.login()
+    result = console.get("/ui/jobs?status=bogus")
+    assert result.status_code == 400 and "status" in result.json["error"]
+    assert console.get("/ui/jobs?after=abc").json["error"].startswith("after")
+
+
+def test_a_bulk_retry_counts_confirms_then_acts_in_batches(
+    console: ConsoleClient, service: FakeService
+) -> None:
+    console.login()
+    total = BATCH_SIZE * 2 + 50
+    for _ in range(total):
+        _failed(service, type="sleep")
+    _failed(service, type="echo")  # another type: left alone
+    confirm = console.get("/ui/bulk?action=retry&type=sleep")
+    assert f"<strong>{total}</strong>" in confirm.text
+    form: list[tuple[str, str]] = [
+        ("action", "retry"),
+        ("type", "sleep"),
+        ("status", "failed"),
+        ("csrf", console.csrf()),
+    ]
+    steps = 0
+    fields = form
+    while True:
+        steps += 1
+        result = console.post("/ui/bulk", fields, headers={"HX-Request": "1"})
+        assert result.status_code == 200, result.text
+        if 'data-finished="yes"' in result.text:
+            break
+        # The next step posts the hidden fields the answer carries (as htmx does).
+        fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', result.text)
+        assert ("type", "sleep") in fields and steps < 10
+    assert steps == 3
+    assert f'<strong id="bulk-done">{total}</strong>' in result.text
+    statuses = [job.status for job in service._jobs.values()]
+    assert statuses.count(JobStatus.PENDING) == total
+    assert statuses.count(JobStatus.FAILED) == 1
+
+
+def test_without_a_token_the_console_is_open_to_local_requests_only(
+    service: FakeService,
+) -> None:
+    console = ConsoleClient(service)
+    page = console.get("/")
+    assert page.status_code == 200 and "Log out" not in page.text
+    assert console.cookie is not None  # an anonymous session carries the CSRF token
+    job_id = _failed(service)
+    result = console.post(
+        "/ui/actions/jobs", {"action": "retry", "id": job_id, "csrf": console.csrf()}
+    )
+    assert result.status_code == 303
+    foreign = console.client.simulate_get("/", headers={"Host": "rebind.evil.example"})
+    assert foreign.status_code == 403
+
+
+def test_the_console_can_be_switched_off(service: FakeService) -> None:
+    client = TestClient(create_app(service), headers={"Host": LOCAL_HOST})
+    assert client.simulate_get("/").status_code == 404
+    assert client.simulate_get("/ui/jobs").status_code == 404
+
+
+def test_static_files_are_served_with_their_types(console: ConsoleClient) -> None:
+    assert console.get("/ui/static/htmx.min.js").headers["content-type"] == "text/javascript"
+    assert console.get("/ui/static/console.css").headers["content-type"] == "text/css"
+    assert console.get("/ui/static/htmx.LICENSE").status_code == 200
+    assert console.get("/ui/static/../app.py").status_code == 404
