@@ -353,3 +353,11 @@ def test_static_files_are_served_with_their_types(console: ConsoleClient) -> Non
     assert console.get("/ui/static/console.css").headers["content-type"] == "text/css"
     assert console.get("/ui/static/htmx.LICENSE").status_code == 200
     assert console.get("/ui/static/../app.py").status_code == 404
+
+
+def test_errors_on_console_pages_are_html_for_browsers(console: ConsoleClient) -> None:
+    console.login()
+    page = console.get("/ui/jobs/no-such-job", headers={"Accept": "text/html"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "no job with id" in page.text
+    assert console.get("/ui/jobs/no-such-job").json["code"] == "not_found"

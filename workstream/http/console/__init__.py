@@ -11,8 +11,9 @@ from typing import Any
 
 import falcon
 
+from workstream.errors import WorkStreamError
 from workstream.http.console.data import ConsoleData
-from workstream.http.console.security import ConsoleGuard, Sessions
+from workstream.http.console.security import ConsoleGuard, Sessions, is_console_path
 from workstream.http.console.views import (
     BulkResource,
     Console,
@@ -28,6 +29,7 @@ from workstream.http.console.views import (
     TypeActionResource,
     TypesResource,
 )
+from workstream.http.errors import handle_workstream_error
 from workstream.http.hosts import HostCheckMiddleware
 from workstream.http.middleware import AuthFailureHook
 from workstream.jobs.service import JobService
@@ -85,3 +87,15 @@ def mount_console(
     app.add_route("/ui/bulk", BulkResource(console))
     app.add_route("/ui/types/{name}/{action}", TypeActionResource(console))
     app.add_route("/ui/schedules/{name}/run", ScheduleRunResource(console))
+
+    def handle_error(
+        req: falcon.Request, resp: falcon.Response, error: WorkStreamError, params: Any
+    ) -> None:
+        """The API's answer to an error; on a console page a browser opened, the same
+        status and message as an HTML page."""
+        handle_workstream_error(req, resp, error, params)
+        accept = req.get_header("Accept") or ""
+        if is_console_path(req.path) and "text/html" in accept and resp.status_code < 500:
+            console.render(req, resp, "error.html", status=resp.status_code, message=error.message)
+
+    app.add_error_handler(WorkStreamError, handle_error)
