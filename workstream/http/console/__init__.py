@@ -71,8 +71,11 @@ def mount_console(
         read_only=guard.read_only,
         on_auth_failure=on_auth_failure,
     )
-    app.add_route("/", OverviewResource(console))
-    app.add_route("/ui/fragments/overview", OverviewResource(console, fragment=True))
+    overview = OverviewResource(console)
+    app.add_route("/", overview)
+    app.add_route(
+        "/ui/fragments/overview", OverviewResource(console, fragment=True, cache=overview.cache)
+    )
     app.add_route("/ui/login", LoginResource(console))
     app.add_route("/ui/logout", LogoutResource(console))
     app.add_route("/ui/static/{name}", StaticResource())

@@ -10,6 +10,8 @@ action chain themselves through htmx (`hx-trigger="load"`), with a button as fal
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ STATIC_TYPES = {
     ".svg": "image/svg+xml",
     ".LICENSE": "text/plain; charset=utf-8",
 }
+OVERVIEW_TTL = 2.0  # seconds the overview's figures are reused (polls come every 3 s)
 MAX_SELECTED = 1000  # job ids one "selected" action takes
 ACTIONS = ("retry", "cancel")
 
@@ -208,13 +211,37 @@ class StaticResource:
 # -- overview ------------------------------------------------------------------------------
 
 
+class OverviewCache:
+    """The overview's figures, computed at most once per OVERVIEW_TTL seconds whoever asks:
+    ten open consoles polling cost the store what one does (counting by status reads the
+    whole jobs table)."""
+
+    def __init__(self, compute: Any, clock: Any) -> None:
+        self._compute = compute
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._value: dict[str, Any] | None = None
+        self._at = 0.0
+
+    def get(self) -> dict[str, Any]:
+        with self._lock:
+            now = self._clock()
+            if self._value is None or not 0 <= now - self._at < OVERVIEW_TTL:
+                self._value = self._compute()
+                self._at = now
+            return self._value
+
+
 class OverviewResource:
-    def __init__(self, console: Console, fragment: bool = False) -> None:
+    def __init__(
+        self, console: Console, fragment: bool = False, cache: OverviewCache | None = None
+    ) -> None:
         self.console = console
         self.fragment = fragment
+        self.cache = cache or OverviewCache(self.overview, time.monotonic)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        values = self.overview()
+        values = self.cache.get()
         template = "overview_live.html" if self.fragment else "overview.html"
         self.console.render(req, resp, template, live=_live(req), **values)
 
