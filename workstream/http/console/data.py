@@ -173,6 +173,7 @@ class ConsoleData:
         if self.has("count") and not filters.error_class:
             found = int(self._call("count", filters.job_filter(limit=1), cap))
             return min(found, cap), found >= cap
+        cap = min(cap, FALLBACK_SCAN)  # counting by reading jobs: one page at most
         total, after = 0, None
         while total < cap:
             page = self.page(filters, after, limit=min(1000, cap))
