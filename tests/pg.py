@@ -96,7 +96,9 @@ class ScratchDatabase:
         """Empty the jobs table (if migrated) and restart `seq`: a clean store, kept schema."""
         exists = self.execute("SELECT to_regclass('public.jobs') IS NOT NULL")[0][0]
         if exists:
-            self.execute("TRUNCATE jobs RESTART IDENTITY")
+            attempts = self.execute("SELECT to_regclass('public.job_attempts') IS NOT NULL")[0][0]
+            tables = "jobs, job_attempts" if attempts else "jobs"
+            self.execute(f"TRUNCATE {tables} RESTART IDENTITY")
 
     def backends(self, application_name: str = "workstream") -> list[int]:
         """Pids of the sessions on this database with that application name."""

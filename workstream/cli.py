@@ -2,7 +2,10 @@
 
     workstream serve [--config FILE] [--port N] [--worker-count N] ...   run the server
     workstream submit TYPE [--payload JSON] [--wait]                      submit a job
-    workstream jobs [ID] [--status S] [--type T] [--limit N]              list jobs / show one
+    workstream jobs [--newest|--oldest] [--status S] [--type T] [--error TEXT]
+                    [--created-after T] [--created-before T] [--id-prefix P]
+                    [--idempotency-key K] [--limit N] [--cursor C]        list jobs
+    workstream jobs ID [--attempts]                                       show one
     workstream cancel ID | retry ID                                       change a job
     workstream migrate [--config FILE] [--database-url URL]               create/upgrade schema
 
@@ -93,12 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_options(submit)
 
-    jobs = commands.add_parser("jobs", help="list jobs, or show one")
+    jobs = commands.add_parser(
+        "jobs",
+        help="list jobs (newest first), or show one with its attempts",
+        description="List jobs, newest first, a page at a time; when more match, the last "
+        "line says so and gives the --cursor that continues. With ID: the job as JSON, its "
+        "attempts under 'history' (--attempts: the attempts as text, tracebacks included).",
+    )
     jobs.add_argument("id", nargs="?", help="show this job")
+    order = jobs.add_mutually_exclusive_group()
+    order.add_argument(
+        "--newest", dest="order", action="store_const", const="newest", help="newest first"
+    )
+    order.add_argument(
+        "--oldest", dest="order", action="store_const", const="oldest", help="oldest first"
+    )
     jobs.add_argument("--status", default=None)
     jobs.add_argument("--type", default=None)
+    jobs.add_argument("--error", default=None, help="text in the last error (3+ characters)")
+    jobs.add_argument("--created-after", default=None, help="RFC 3339 time, inclusive")
+    jobs.add_argument("--created-before", default=None, help="RFC 3339 time, exclusive")
+    jobs.add_argument("--id-prefix", default=None, help="the start of the job id")
+    jobs.add_argument("--idempotency-key", default=None)
     jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--cursor", default=None, help="continue where a previous page ended")
     jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    jobs.add_argument("--attempts", action="store_true", help="with ID: print the attempts as text")
     _client_options(jobs)
 
     for name, text in (
@@ -298,14 +321,59 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
 
 def _jobs(client: Client, args: argparse.Namespace) -> int:
     if args.id:
-        _print_json(client.get(args.id))
+        job = client.get(args.id)
+        history = client.attempts(args.id)
+        if args.attempts:
+            print(_attempts_text(history))
+        else:
+            _print_json({**job, "history": history})
         return EXIT_OK
-    jobs = client.list(status=args.status, type=args.type, limit=args.limit)
+    page = client.page(
+        status=args.status,
+        type=args.type,
+        limit=args.limit,
+        order=args.order,
+        cursor=args.cursor,
+        created_after=args.created_after,
+        created_before=args.created_before,
+        id_prefix=args.id_prefix,
+        idempotency_key=args.idempotency_key,
+        error=args.error,
+    )
     if args.json:
-        _print_json(jobs)
-        return EXIT_OK
-    print(_table(jobs))
+        _print_json(page.jobs)
+    else:
+        print(_table(page.jobs))
+    if page.next_cursor is not None:
+        # On stderr: stdout stays the page alone (a table, or JSON for other programs).
+        print(f"more jobs match: add --cursor {page.next_cursor}", file=sys.stderr)
     return EXIT_OK
+
+
+def _attempts_text(history: list[dict[str, Any]]) -> str:
+    if not history:
+        return "no attempts yet"
+    blocks = []
+    for attempt in history:
+        where = " ".join(
+            f"{name} {attempt[name]}"
+            for name in ("node", "worker", "pid")
+            if attempt.get(name) is not None
+        )
+        took = attempt.get("duration_ms")
+        head = (
+            f"attempt {attempt['number']}: {attempt['outcome']}"
+            f"  started {attempt.get('started_at') or '-'}  finished {attempt['finished_at']}"
+            + (f"  took {took:g} ms" if took is not None else "")
+            + (f"  ({where})" if where else "")
+        )
+        lines = [head]
+        if attempt.get("error"):
+            lines.append(f"  error: {attempt['error']}")
+        if attempt.get("traceback"):
+            lines += ["  " + line for line in attempt["traceback"].rstrip("\n").splitlines()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def _table(jobs: list[dict[str, Any]]) -> str:

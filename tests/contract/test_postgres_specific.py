@@ -367,8 +367,8 @@ def test_nul_and_the_escape_character_round_trip_in_every_text_column(opened):
     with store.transaction() as tx:
         assert tx.find_by_idempotency_key("key " + odd) == job
         assert tx.find_by_idempotency_key("key a") is None
-    assert store.list(JobFilter(job_type="type\x00" + odd)).jobs == [job]
-    assert store.list(JobFilter(job_type="type")).jobs == []
+    assert store.list(JobFilter(order="oldest", job_type="type\x00" + odd)).jobs == [job]
+    assert store.list(JobFilter(order="oldest", job_type="type")).jobs == []
     assert store.get("id\x00with nul") is None  # a lookup with NUL is a miss, not an error
 
 
@@ -672,7 +672,10 @@ def test_a_session_killed_mid_transaction_fails_that_batch_only(opened, db, capl
     with caplog.at_level(logging.WARNING, logger="workstream.store.postgres"):
         insert(store, make_job(3))  # the next batch reconnects by itself
     assert [getattr(r, "event", "") for r in caplog.records] == ["storage_reconnected"]
-    assert [job.id for job in store.list(JobFilter()).jobs] == [make_job(1).id, make_job(3).id]
+    assert [job.id for job in store.list(JobFilter(order="oldest")).jobs] == [
+        make_job(1).id,
+        make_job(3).id,
+    ]
 
 
 def test_a_lock_held_outside_fails_the_write_after_the_lock_timeout(opened, db):

@@ -315,7 +315,7 @@ def test_readers_on_other_threads_see_committed_data_while_a_write_is_open(opene
         try:
             results["committed"] = store.get(committed.id)
             results["uncommitted"] = store.get(uncommitted.id)
-            results["listed"] = [job.id for job in store.list(JobFilter()).jobs]
+            results["listed"] = [job.id for job in store.list(JobFilter(order="oldest")).jobs]
             results["pending"] = store.counts(NOW).of(JobStatus.PENDING)
             store.ping()
         except Exception as exc:  # reported below, not lost in the thread
@@ -390,7 +390,7 @@ def test_a_database_error_mid_transaction_rolls_back(opened, db_path):
         tx.insert(make_job(2))
         tx.insert(make_job(1))  # duplicate id: the database refuses it
     assert store.get(make_job(2).id) is None
-    assert [job.id for job in store.list(JobFilter()).jobs] == [make_job(1).id]
+    assert [job.id for job in store.list(JobFilter(order="oldest")).jobs] == [make_job(1).id]
 
 
 # -- error messages ---------------------------------------------------------------------

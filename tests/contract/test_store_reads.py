@@ -31,7 +31,7 @@ def walk(store, page_size: int, **filters) -> tuple[list[str], list[int]]:
     sizes: list[int] = []
     after = None
     for _ in range(10_000):
-        page = store.list(JobFilter(limit=page_size, after=after, **filters))
+        page = store.list(JobFilter(order="oldest", limit=page_size, after=after, **filters))
         seen.extend(ids(page.jobs))
         sizes.append(len(page.jobs))
         if page.next_after is None:
@@ -44,7 +44,7 @@ def walk(store, page_size: int, **filters) -> tuple[list[str], list[int]]:
 
 
 def test_list_of_an_empty_store(store):
-    page = store.list(JobFilter())
+    page = store.list(JobFilter(order="oldest"))
     assert page.jobs == []
     assert page.next_after is None
 
@@ -57,7 +57,7 @@ def test_list_is_in_submission_order_across_transactions_and_updates(store, jobs
     claimed = states.claim(second, owner="node-a", now=NOW, lease=30)
     with store.transaction() as tx:
         assert tx.update(claimed, second)
-    page = store.list(JobFilter())
+    page = store.list(JobFilter(order="oldest"))
     assert page.jobs == [first, claimed, third]
     assert page.next_after is None
 
@@ -73,20 +73,20 @@ def test_list_walks_250_jobs_in_pages_of_100(store, jobs):
 def test_list_pages_return_whole_jobs(store, jobs):
     everything = [jobs.new(payload={"i": i}) for i in range(5)]
     jobs.insert(*everything)
-    first = store.list(JobFilter(limit=2))
+    first = store.list(JobFilter(order="oldest", limit=2))
     assert first.jobs == everything[:2]
-    second = store.list(JobFilter(limit=2, after=first.next_after))
+    second = store.list(JobFilter(order="oldest", limit=2, after=first.next_after))
     assert second.jobs == everything[2:4]
-    third = store.list(JobFilter(limit=2, after=second.next_after))
+    third = store.list(JobFilter(order="oldest", limit=2, after=second.next_after))
     assert third.jobs == everything[4:]
     assert third.next_after is None
 
 
 def test_a_full_last_page_has_no_next(store, jobs):
     jobs.insert(*[jobs.new() for _ in range(200)])
-    first = store.list(JobFilter(limit=100))
+    first = store.list(JobFilter(order="oldest", limit=100))
     assert first.next_after is not None
-    second = store.list(JobFilter(limit=100, after=first.next_after))
+    second = store.list(JobFilter(order="oldest", limit=100, after=first.next_after))
     assert len(second.jobs) == 100
     assert second.next_after is None
 
@@ -94,22 +94,24 @@ def test_a_full_last_page_has_no_next(store, jobs):
 def test_after_none_starts_at_the_beginning(store, jobs):
     everything = [jobs.new() for _ in range(3)]
     jobs.insert(*everything)
-    assert store.list(JobFilter(after=None)) == store.list(JobFilter())
-    assert store.list(JobFilter(after=None, limit=1)).jobs == everything[:1]
+    assert store.list(JobFilter(order="oldest", after=None)) == store.list(
+        JobFilter(order="oldest")
+    )
+    assert store.list(JobFilter(order="oldest", after=None, limit=1)).jobs == everything[:1]
 
 
 def test_list_limit(store, jobs):
     everything = [jobs.new() for _ in range(7)]
     jobs.insert(*everything)
-    assert store.list(JobFilter(limit=3)).jobs == everything[:3]
-    assert store.list(JobFilter(limit=7)).jobs == everything
-    assert store.list(JobFilter(limit=7)).next_after is None
-    assert store.list(JobFilter(limit=1000)).jobs == everything
+    assert store.list(JobFilter(order="oldest", limit=3)).jobs == everything[:3]
+    assert store.list(JobFilter(order="oldest", limit=7)).jobs == everything
+    assert store.list(JobFilter(order="oldest", limit=7)).next_after is None
+    assert store.list(JobFilter(order="oldest", limit=1000)).jobs == everything
 
 
 def test_default_limit_is_100(store, jobs):
     jobs.insert(*[jobs.new() for _ in range(101)])
-    page = store.list(JobFilter())
+    page = store.list(JobFilter(order="oldest"))
     assert len(page.jobs) == 100
     assert page.next_after is not None
 
@@ -117,9 +119,9 @@ def test_default_limit_is_100(store, jobs):
 def test_cursor_stays_valid_when_jobs_are_added(store, jobs):
     early = [jobs.new() for _ in range(4)]
     jobs.insert(*early)
-    first = store.list(JobFilter(limit=2))
+    first = store.list(JobFilter(order="oldest", limit=2))
     late = jobs.add()
-    rest = store.list(JobFilter(limit=10, after=first.next_after))
+    rest = store.list(JobFilter(order="oldest", limit=10, after=first.next_after))
     assert ids(rest.jobs) == ids([*early[2:], late])
 
 
@@ -133,20 +135,22 @@ def test_list_filters_by_status(store, jobs):
         made.append(job)
     jobs.insert(*made)
     for status, expected in by_status.items():
-        assert ids(store.list(JobFilter(status=status)).jobs) == expected
+        assert ids(store.list(JobFilter(order="oldest", status=status)).jobs) == expected
 
 
 def test_list_filters_by_type(store, jobs):
     made = [jobs.new(type="resize" if n % 3 == 0 else "echo") for n in range(12)]
     jobs.insert(*made)
-    assert ids(store.list(JobFilter(job_type="resize")).jobs) == [
+    assert ids(store.list(JobFilter(order="oldest", job_type="resize")).jobs) == [
         j.id for j in made if j.type == "resize"
     ]
-    assert ids(store.list(JobFilter(job_type="echo")).jobs) == [
+    assert ids(store.list(JobFilter(order="oldest", job_type="echo")).jobs) == [
         j.id for j in made if j.type == "echo"
     ]
-    assert store.list(JobFilter(job_type="nothing")).jobs == []
-    assert store.list(JobFilter(job_type="ech")).jobs == []  # exact match, not a prefix
+    assert store.list(JobFilter(order="oldest", job_type="nothing")).jobs == []
+    assert (
+        store.list(JobFilter(order="oldest", job_type="ech")).jobs == []
+    )  # exact match, not a prefix
 
 
 def test_list_filters_combine(store, jobs):
@@ -157,7 +161,10 @@ def test_list_filters_combine(store, jobs):
         jobs.new(FAILED, type="a"),
     ]
     jobs.insert(*made)
-    assert ids(store.list(JobFilter(status=FAILED, job_type="a")).jobs) == [made[0].id, made[3].id]
+    assert ids(store.list(JobFilter(order="oldest", status=FAILED, job_type="a")).jobs) == [
+        made[0].id,
+        made[3].id,
+    ]
 
 
 def test_filtered_pagination_walks_every_match_once(store, jobs):
@@ -232,7 +239,7 @@ def test_reads_from_another_thread_see_committed_data(store, jobs):
 
     def read() -> None:
         results["get"] = store.get(job.id)
-        results["list"] = store.list(JobFilter()).jobs
+        results["list"] = store.list(JobFilter(order="oldest")).jobs
         results["ready"] = store.counts(NOW).ready
 
     reader = threading.Thread(target=read)
@@ -251,7 +258,7 @@ def test_reads_from_another_thread_do_not_wait_for_an_open_transaction(store, jo
     def read() -> None:
         results["committed"] = store.get(committed.id)
         results["uncommitted"] = store.get(uncommitted.id)
-        results["listed"] = ids(store.list(JobFilter()).jobs)
+        results["listed"] = ids(store.list(JobFilter(order="oldest")).jobs)
         results["counts"] = store.counts(NOW).of(PENDING)
         done.set()
 
@@ -274,11 +281,13 @@ def test_reads_from_another_thread_do_not_wait_for_an_open_transaction(store, jo
 def test_a_page_of_large_jobs_stops_at_the_byte_budget(store, jobs):
     big = "x" * 10_000
     added = [jobs.add(payload={"blob": big}) for _ in range(5)]
-    page = store.list(JobFilter(limit=100, max_bytes=25_000))
+    page = store.list(JobFilter(order="oldest", limit=100, max_bytes=25_000))
     assert ids(page.jobs) == ids(added[:2])  # a third would pass 25 kB
     assert page.next_after is not None
-    rest = store.list(JobFilter(limit=100, after=page.next_after, max_bytes=25_000))
+    rest = store.list(JobFilter(order="oldest", limit=100, after=page.next_after, max_bytes=25_000))
     assert ids(rest.jobs) == ids(added[2:4])
-    one = store.list(JobFilter(limit=100, max_bytes=10))  # never fewer than one job
+    one = store.list(JobFilter(order="oldest", limit=100, max_bytes=10))  # never fewer than one job
     assert ids(one.jobs) == ids(added[:1])
-    assert store.list(JobFilter(limit=100)).next_after is None  # no budget: everything
+    assert (
+        store.list(JobFilter(order="oldest", limit=100)).next_after is None
+    )  # no budget: everything

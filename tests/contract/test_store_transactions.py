@@ -78,7 +78,7 @@ def test_a_transaction_that_raises_rolls_everything_back(store, jobs):
     with store.transaction() as tx:
         assert tx.get(fresh.id) is None
         assert tx.get(existing.id) == existing
-    assert store.list(JobFilter()).jobs == [existing]
+    assert store.list(JobFilter(order="oldest")).jobs == [existing]
     assert store.counts(NOW).by_status == {"pending": 1}
 
 
@@ -354,7 +354,11 @@ def test_an_idempotency_key_is_unique(store, jobs):
 def test_many_jobs_without_a_key(store, jobs):
     several = [jobs.new() for _ in range(3)]
     jobs.insert(*several)
-    assert [job.idempotency_key for job in store.list(JobFilter()).jobs] == [None, None, None]
+    assert [job.idempotency_key for job in store.list(JobFilter(order="oldest")).jobs] == [
+        None,
+        None,
+        None,
+    ]
 
 
 # -- JSON and times ---------------------------------------------------------------------

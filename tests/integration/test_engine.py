@@ -129,7 +129,7 @@ def test_capacity_refuses_past_its_limit_and_stores_nothing_refused(
         # places free at most once a second: two jobs need at least two.
         assert 1 <= one.value.retry_after <= 10
         assert 2 <= two.value.retry_after <= 10
-        assert len(engine.jobs.list(JobFilter(limit=1000)).jobs) == 5
+        assert len(engine.jobs.list(JobFilter(order="oldest", limit=1000)).jobs) == 5
         assert engine.jobs.stats()["jobs_rejected"] == 3
     finally:
         gate.open.set()

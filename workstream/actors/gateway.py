@@ -29,8 +29,18 @@ from workstream.errors import (
     ShuttingDown,
     StorageUnavailable,
 )
+from workstream.jobs.attempts import Attempt
 from workstream.jobs.limits import MAX_DOCUMENT_BYTES, PAGE_BYTES
-from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.listing import (
+    MAX_FAILURE_GROUPS,
+    MAX_THROUGHPUT_MINUTES,
+    FailureGroup,
+    JobFilter,
+    JobPage,
+    MinuteCount,
+    minute_window,
+    per_minute,
+)
 from workstream.jobs.model import Job
 from workstream.jobs.service import Health, Submission
 from workstream.jobs.spec import JobSpec
@@ -139,6 +149,28 @@ class Gateway:
 
     def list(self, query: JobFilter) -> JobPage:
         return self._system.store.list(dataclasses.replace(query, max_bytes=PAGE_BYTES))
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        found = self._system.store.attempts(job_id)
+        if not found and self._system.store.get(job_id) is None:
+            raise NotFound(f"no job with id {shorten(job_id)}")
+        return found
+
+    def count(self, query: JobFilter, cap: int) -> int:
+        if cap < 0:
+            raise InvalidRequest("'cap' must not be negative")
+        return self._system.store.count(query, cap) if cap else 0
+
+    def failure_groups(self, limit: int = 50) -> builtins.list[FailureGroup]:
+        if not 1 <= limit <= MAX_FAILURE_GROUPS:
+            raise InvalidRequest(f"'limit' must be from 1 to {MAX_FAILURE_GROUPS}")
+        return self._system.store.failure_groups(limit)
+
+    def throughput(self, minutes: int = 60) -> builtins.list[MinuteCount]:
+        if not 1 <= minutes <= MAX_THROUGHPUT_MINUTES:
+            raise InvalidRequest(f"'minutes' must be from 1 to {MAX_THROUGHPUT_MINUTES}")
+        start = minute_window(self._clock(), minutes)
+        return per_minute(self._system.store.finished_per_minute(start), start, minutes)
 
     def count_jobs(self) -> Counts:
         return self._system.store.counts(self._clock())

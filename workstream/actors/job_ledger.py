@@ -43,7 +43,8 @@ from workstream.errors import (
     StorageUnavailable,
     WorkStreamError,
 )
-from workstream.jobs import states
+from workstream.jobs import attempts, states
+from workstream.jobs.attempts import Attempt
 from workstream.jobs.events import (
     JOB_CANCELLED,
     JOB_COMPLETED,
@@ -150,6 +151,7 @@ class JobLedger:
         if outcome.abandoned:
             self._abandoned[outcome.job_id] = outcome.attempt
         job = held if held is not None and held.owner == outcome.owner else None
+        repeat = False
         try:
             done = None
             if job is not None:
@@ -170,8 +172,9 @@ class JobLedger:
             assert job is not None  # raised above only with the job in hand
             if batch.retrying and stored_already(job, outcome):
                 # Kept from a batch whose COMMIT was reported failed but had landed: this
-                # outcome is stored; its events were never published.
+                # outcome is stored (its attempt record too); its events were never published.
                 done = job
+                repeat = True
             else:
                 log.warning(
                     "late outcome refused: %s", exc, extra={"event": JOB_FENCED, "job_id": job.id}
@@ -188,6 +191,9 @@ class JobLedger:
                     )
                 )
                 return
+        if not repeat:
+            assert job is not None  # the job as the attempt ran (claimed, or read back)
+            tx.add_attempt(self._attempt_of(job, outcome, batch.now))
         kind = JOB_COMPLETED if outcome.error is None else JOB_FAILED
         batch.events.append(
             JobEvent(
@@ -210,13 +216,33 @@ class JobLedger:
             return states.complete(
                 job, attempt=outcome.attempt, owner=outcome.owner, result=outcome.result, now=now
             )
-        return states.fail(
+        failed = states.fail(
             job,
             attempt=outcome.attempt,
             owner=outcome.owner,
             error=outcome.error,
             now=now,
             policy=self._policy,
+        )
+        return failed.replace(error_class=_error_class(outcome))
+
+    @staticmethod
+    def _attempt_of(job: Job, outcome: Outcome, now: float) -> Attempt:
+        """The history record of the attempt `outcome` reports (`job` as it ran)."""
+        failed = outcome.error is not None
+        return Attempt(
+            job_id=outcome.job_id,
+            number=outcome.attempt,
+            outcome=(outcome.ending or attempts.FAILED) if failed else attempts.COMPLETED,
+            finished_at=now,
+            started_at=job.started_at,
+            node=outcome.owner,
+            worker=outcome.worker,
+            pid=outcome.pid,
+            error=states.clip_error(outcome.error) if outcome.error is not None else None,
+            error_class=_error_class(outcome) if failed else None,
+            traceback=attempts.clip_traceback(outcome.traceback) if failed else None,
+            duration=outcome.duration,
         )
 
     def _load(self, tx: Transaction, job_id: str) -> Job:
@@ -293,8 +319,21 @@ class JobLedger:
 
     def _recover_one(self, tx: Transaction, batch: Batch, job: Job, reason: str, why: str) -> int:
         back = states.recover(job, now=batch.now, reason=reason)
+        back = back.replace(error_class=attempts.INTERRUPTED_CLASS)
         if not tx.update(back, job):
             return 0
+        tx.add_attempt(
+            Attempt(
+                job_id=job.id,
+                number=job.attempts,
+                outcome=attempts.INTERRUPTED,
+                finished_at=batch.now,
+                started_at=job.started_at,
+                node=job.owner,
+                error=states.clip_error(reason),
+                error_class=attempts.INTERRUPTED_CLASS,
+            )
+        )
         self._running.pop(job.id, None)
         batch.events.append(
             JobEvent(
@@ -330,6 +369,16 @@ class JobLedger:
             back = states.release(job, attempt=job.attempts, owner=self._owner, now=batch.now)
             if tx.update(back, job):
                 released += 1
+                tx.add_attempt(
+                    Attempt(
+                        job_id=job.id,
+                        number=job.attempts,
+                        outcome=attempts.RELEASED,
+                        finished_at=batch.now,
+                        started_at=job.started_at,
+                        node=job.owner,
+                    )
+                )
                 self._running.pop(job.id, None)
                 batch.events.append(
                     JobEvent(JOB_RELEASED, job.id, job.type, job.attempts, batch.now)
@@ -352,3 +401,10 @@ class JobLedger:
         Barrier: _barrier,
         AttemptEnded: _attempt_ended,
     }
+
+
+def _error_class(outcome: Outcome) -> str | None:
+    """The class of a failed attempt's error: as the worker said, else read off the text."""
+    if outcome.error_is_internal:
+        return attempts.INTERNAL_ERROR
+    return attempts.clip_class(outcome.error_class) or attempts.error_class_of(outcome.error)

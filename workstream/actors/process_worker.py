@@ -35,6 +35,7 @@ from workstream.actors.replies import Reply, answer
 from workstream.actors.worker_messages import Run
 from workstream.errors import ConfigError
 from workstream.handlers import HandlerTable
+from workstream.jobs import attempts
 from workstream.proc import journal, wire
 from workstream.proc.frames import encode_all
 from workstream.proc.process import ChildProcess, describe_exit
@@ -308,6 +309,9 @@ class ProcessWorker(pykka.ThreadingActor):
             duration=done.duration,
             result=done.result if done.error is None else None,
             error=done.error,
+            error_class=done.error_class,
+            traceback=done.traceback,
+            pid=self.stats.pid,
         )
         self._registry.tell(Finish(outcome))
         return [done.slot]
@@ -353,7 +357,11 @@ class ProcessWorker(pykka.ThreadingActor):
             )
             limit = f"{running.timeout or 0:g}s"
             self._finish(
-                slot, running, f"TimeoutError: the handler ran longer than its timeout of {limit}"
+                slot,
+                running,
+                f"TimeoutError: the handler ran longer than its timeout of {limit}",
+                ending=attempts.TIMED_OUT,
+                error_class="TimeoutError",
             )
         gone = {slot for slot, _ in expired}
         others = [r.job.id for slot, r in self._slots.running.items() if slot not in gone]
@@ -361,7 +369,15 @@ class ProcessWorker(pykka.ThreadingActor):
             self._registry.tell(Release(job_ids=others))
         self._stop_child(TIMED_OUT)
 
-    def _finish(self, slot: int, running: Running, error: str) -> None:
+    def _finish(
+        self,
+        slot: int,
+        running: Running,
+        error: str,
+        *,
+        ending: str = attempts.CRASHED,
+        error_class: str = attempts.WORKER_DIED,
+    ) -> None:
         """Fail an attempt the child will not report (timed out, or the child died)."""
         outcome = Outcome(
             job_id=running.job.id,
@@ -370,6 +386,9 @@ class ProcessWorker(pykka.ThreadingActor):
             worker=self._slot_name(slot),
             duration=self._monotonic() - running.started,
             error=error,
+            ending=ending,
+            error_class=error_class,
+            pid=self.stats.pid,
         )
         self._registry.tell(Finish(outcome))
 

@@ -62,6 +62,12 @@ class Outcome:
     error: str | None = None
     error_is_internal: bool = False  # set when the Registry itself failed to store an outcome
     abandoned: bool = False  # timed out, and the handler's call may still be running
+    # For the attempt history (workstream.jobs.attempts): how a failed attempt ended (None:
+    # `failed`), the error's class, its traceback (bounded), the worker process's pid.
+    ending: str | None = None
+    error_class: str | None = None
+    traceback: str | None = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

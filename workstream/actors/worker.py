@@ -29,8 +29,17 @@ from workstream.actors.job_start import started_event
 from workstream.actors.registry_messages import AttemptEnded, Finish, Outcome
 from workstream.actors.worker_messages import Run
 from workstream.handlers import Handler, HandlerTable
-from workstream.handlers.invoke import Timing, call_error, call_handler, describe_exception, invoke
+from workstream.handlers.invoke import (
+    Timing,
+    call_error,
+    call_error_class,
+    call_handler,
+    call_traceback,
+    describe_exception,
+    invoke,
+)
 from workstream.handlers.middleware import Call, Middleware, MiddlewareChain
+from workstream.jobs.attempts import TIMED_OUT
 from workstream.jobs.model import Job, JobContext
 
 log = logging.getLogger(__name__)
@@ -176,6 +185,9 @@ class Worker(pykka.ThreadingActor):
             result=None if error is not None else call.result,
             error=error,
             abandoned=call.timed_out,
+            ending=TIMED_OUT if call.timed_out else None,
+            error_class=call_error_class(call) if error is not None else None,
+            traceback=None if error is None or call.timed_out else call_traceback(call),
         )
 
     def _call(self, call: Call) -> None:

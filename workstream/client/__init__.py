@@ -13,7 +13,7 @@ Inside: `api.py` (`Client`), `transport.py` (one request over `http.client`), `e
 """
 
 from workstream.client.api import DEFAULT_URL as DEFAULT_URL
-from workstream.client.api import Client
+from workstream.client.api import Client, Page
 from workstream.client.errors import (
     ApiError,
     NotFoundError,
@@ -27,6 +27,7 @@ __all__ = [
     "ApiError",
     "Client",
     "NotFoundError",
+    "Page",
     "QueueFullError",
     "ServerUnreachable",
     "UnauthorizedError",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from workstream.client.errors import ApiError
 from workstream.client.links import next_link
@@ -85,21 +86,72 @@ class Client:
         return self._call("GET", _job_path(job_id))[2]
 
     def list(
-        self, *, status: str | None = None, type: str | None = None, limit: int | None = None
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+        **filters: Any,
     ) -> _JobList:
-        """One page of jobs, oldest first (the server's default page is 100). For all matching
-        jobs use `iter_jobs`."""
-        return self._call("GET", "/jobs", query=_filters(status, type, limit))[2]
+        """One page of jobs, newest first (the server's default page is 100). Takes the
+        filters of `page`. For all matching jobs use `iter_jobs`."""
+        return self.page(status=status, type=type, limit=limit, **filters).jobs
+
+    def page(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+        order: str | None = None,
+        cursor: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        id_prefix: str | None = None,
+        idempotency_key: str | None = None,
+        error: str | None = None,
+    ) -> Page:
+        """One page of jobs and the cursor of the next (None when no more match).
+
+        `order` is "newest" (the default) or "oldest"; `created_after` (inclusive) and
+        `created_before` (exclusive) are aware datetimes or RFC 3339 text; `id_prefix` the
+        start of an id; `error` text found in the last error, case-insensitively (3
+        characters or more). Pass `cursor` (from a previous page) with the same filters.
+        """
+        query = _filters(
+            status,
+            type,
+            limit,
+            order=order,
+            cursor=cursor,
+            created_after=_moment(created_after, "created_after"),
+            created_before=_moment(created_before, "created_before"),
+            id_prefix=id_prefix,
+            idempotency_key=idempotency_key,
+            error=error,
+        )
+        _, headers, jobs = self._call("GET", "/jobs", query=query)
+        link = next_link(headers.get_all("Link") or [])
+        return Page(jobs, _cursor_of(link))
 
     def iter_jobs(
-        self, *, status: str | None = None, type: str | None = None, page_size: int = 100
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        page_size: int = 100,
+        **filters: Any,
     ) -> Iterator[_JobDict]:
-        """Every matching job, oldest first, fetched lazily page by page.
+        """Every matching job, newest first (or `order="oldest"`), fetched lazily page by
+        page. Takes the filters of `page`.
 
         Follows the `Link: <…>; rel="next"` header rather than building cursors, because the
         cursor is opaque: the server alone knows what the next page is.
         """
-        target = self._transport.target("/jobs", _filters(status, type, page_size))
+        for name in ("created_after", "created_before"):
+            if name in filters:
+                filters[name] = _moment(filters[name], name)
+        target = self._transport.target("/jobs", _filters(status, type, page_size, **filters))
         seen = {target}
         while True:
             status_code, headers, page = self._call("GET", target=target)
@@ -113,6 +165,11 @@ class Client:
                     status_code, "invalid_response", f"{self.url} sent a next-page link in a loop"
                 )
             seen.add(target)
+
+    def attempts(self, job_id: str) -> _JobList:
+        """The job's attempts, oldest first: number, outcome, times, node, worker, error,
+        error class and traceback. `NotFoundError` if there is no such job."""
+        return self._call("GET", _job_path(job_id) + "/attempts")[2]
 
     def cancel(self, job_id: str) -> _JobDict:
         """Cancel a `pending` or `failed` job; 409 (`ApiError`, code `invalid_state`) otherwise."""
@@ -197,9 +254,52 @@ def _job_path(job_id: str) -> str:
     return "/jobs/" + quote(job_id, safe="")
 
 
-def _filters(status: str | None, type: str | None, limit: int | None) -> dict[str, Any]:
-    query = {"status": status, "type": type, "limit": limit}
+def _filters(
+    status: str | None, type: str | None, limit: int | None, **more: Any
+) -> dict[str, Any]:
+    unknown = sorted(set(more) - _FILTERS)
+    if unknown:
+        raise TypeError(f"unknown job filter(s): {', '.join(unknown)}")
+    query = {"status": status, "type": type, "limit": limit, **more}
     return {name: str(value) for name, value in query.items() if value is not None}
+
+
+_FILTERS = {
+    "order",
+    "cursor",
+    "created_after",
+    "created_before",
+    "id_prefix",
+    "idempotency_key",
+    "error",
+}
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of `GET /jobs`: the jobs, and the cursor of the next page (None: no more)."""
+
+    jobs: list[dict[str, Any]]
+    next_cursor: str | None
+
+    @property
+    def more(self) -> bool:
+        return self.next_cursor is not None
+
+
+def _cursor_of(link: str | None) -> str | None:
+    if link is None:
+        return None
+    values = parse_qs(urlsplit(link).query).get("cursor")
+    return values[-1] if values else None
+
+
+def _moment(value: datetime | str | None, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (a naive datetime is ambiguous)")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _job_body(job: dict[str, Any]) -> dict[str, Any]:

@@ -8,11 +8,13 @@ escapes: every exception, `SystemExit` and `KeyboardInterrupt` included, becomes
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from workstream.handlers import HandlerTable
 from workstream.handlers.middleware import Call, Middleware, MiddlewareChain
+from workstream.jobs.attempts import UNSTORABLE_RESULT, clip_traceback
 from workstream.jobs.limits import MAX_DOCUMENT_BYTES
 from workstream.jobs.model import Job, JobContext
 from workstream.units import json_problem
@@ -83,4 +85,26 @@ def call_error(call: Call) -> str | None:
     problem = json_problem(call.result, max_bytes=MAX_DOCUMENT_BYTES)
     if problem is not None:
         return f"the handler's result cannot be stored: {problem}"
+    return None
+
+
+def call_traceback(call: Call) -> str | None:
+    """The formatted traceback of a failed call (bounded: `attempts.clip_traceback`), or None
+    when it succeeded or failed without an exception of the handler's."""
+    error = call.error
+    if error is None or isinstance(error, NoHandler) or error.__traceback__ is None:
+        return None
+    try:
+        text = "".join(traceback.format_exception(error))
+    except Exception:  # a broken __str__ or __repr__ somewhere in the chain
+        text = f"{describe_exception(error)}\n(the traceback could not be formatted)"
+    return clip_traceback(text)
+
+
+def call_error_class(call: Call) -> str | None:
+    """The class of a failed call's error (`RuntimeError`), or None if it succeeded."""
+    if call.error is not None:
+        return type(call.error).__name__
+    if call_error(call) is not None:
+        return UNSTORABLE_RESULT
     return None

@@ -25,6 +25,7 @@ from workstream.http.openapi import openapi_document
 from workstream.http.resources import (
     HealthResource,
     JobActionResource,
+    JobAttemptsResource,
     JobBatchResource,
     JobResource,
     JobsResource,
@@ -79,6 +80,7 @@ def create_app(
     app.add_route("/jobs", JobsResource(service, max_body_bytes=max_body_bytes))
     app.add_route("/jobs/batch", JobBatchResource(service, max_body_bytes=max_body_bytes))
     app.add_route("/jobs/{job_id}", JobResource(service))
+    app.add_route("/jobs/{job_id}/attempts", JobAttemptsResource(service))
     app.add_route(
         "/jobs/{job_id}/cancel", JobActionResource(service.cancel, max_body_bytes=max_body_bytes)
     )

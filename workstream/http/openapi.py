@@ -22,9 +22,12 @@ from typing import Any
 
 from workstream.http import openapi_components as components
 from workstream.http.body import MAX_BODY_BYTES, MAX_NESTING
+from workstream.http.idempotency import MAX_KEY_LENGTH
 from workstream.http.openapi_components import Schema, ref
 from workstream.http.query import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from workstream.http.resources import MAX_ATTEMPTS_SHOWN
 from workstream.jobs.limits import MAX_TYPE_LENGTH
+from workstream.jobs.listing import MAX_ERROR_TEXT, MAX_ID_PREFIX, MIN_ERROR_TEXT, ORDERS
 from workstream.jobs.model import JobStatus
 
 API_VERSION = "0.1.0"
@@ -152,6 +155,47 @@ def _list_parameters() -> list[Schema]:
             "description": "opaque; copy it from the Link header of the previous page",
             "schema": {"type": "string", "pattern": CURSOR_PATTERN},
         },
+        {
+            "name": "order",
+            "in": "query",
+            "description": "`newest` first (by created_at) or `oldest` first",
+            "schema": {"type": "string", "enum": list(ORDERS), "default": "newest"},
+        },
+        {
+            "name": "created_after",
+            "in": "query",
+            "description": "jobs created at or after this time (RFC 3339, with a zone)",
+            "schema": {"type": "string", "format": "date-time"},
+        },
+        {
+            "name": "created_before",
+            "in": "query",
+            "description": "jobs created before this time (RFC 3339, with a zone)",
+            "schema": {"type": "string", "format": "date-time"},
+        },
+        {
+            "name": "id_prefix",
+            "in": "query",
+            "description": "jobs whose id starts with this (case-insensitive)",
+            "schema": {"type": "string", "pattern": f"^[0-9a-fA-F-]{{1,{MAX_ID_PREFIX}}}$"},
+        },
+        {
+            "name": "idempotency_key",
+            "in": "query",
+            "description": "the job submitted with this Idempotency-Key",
+            "schema": {"type": "string", "pattern": f"^[\\x21-\\x7e]{{1,{MAX_KEY_LENGTH}}}$"},
+        },
+        {
+            "name": "error",
+            "in": "query",
+            "description": "text found in the job's last error, case-insensitively",
+            "schema": {
+                "type": "string",
+                "minLength": MIN_ERROR_TEXT,
+                "maxLength": MAX_ERROR_TEXT,
+                "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+            },
+        },
     ]
 
 
@@ -231,7 +275,7 @@ def _paths() -> dict[str, Schema]:
             },
             "get": {
                 "operationId": "listJobs",
-                "summary": "List jobs, oldest first",
+                "summary": "List jobs, newest first (or oldest first), filtered",
                 "parameters": _list_parameters(),
                 "responses": {
                     "200": _response("a page of jobs", ref("JobList"), ("Link",)),
@@ -275,6 +319,22 @@ def _paths() -> dict[str, Schema]:
                 "parameters": [{"$ref": "#/components/parameters/JobId"}],
                 "responses": {
                     "200": _response("the job", ref("Job")),
+                    "401": _UNAUTHORIZED,
+                    "404": _NOT_FOUND,
+                    "500": _INTERNAL,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/jobs/{job_id}/attempts": {
+            "get": {
+                "operationId": "getJobAttempts",
+                "summary": "A job's attempts, oldest first, with errors and tracebacks",
+                "parameters": [{"$ref": "#/components/parameters/JobId"}],
+                "responses": {
+                    "200": _response(
+                        f"the attempts (the latest {MAX_ATTEMPTS_SHOWN})", ref("AttemptList")
+                    ),
                     "401": _UNAUTHORIZED,
                     "404": _NOT_FOUND,
                     "500": _INTERNAL,

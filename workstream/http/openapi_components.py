@@ -13,6 +13,7 @@ from typing import Any
 from workstream.http.idempotency import MAX_KEY_LENGTH
 from workstream.http.openapi_patterns import DELAY_TEXT_PATTERN, run_at_pattern
 from workstream.http.submissions import MAX_BATCH_SIZE
+from workstream.jobs.attempts import MAX_TRACEBACK_BYTES, OUTCOMES
 from workstream.jobs.limits import (
     MAX_DELAY_SECONDS,
     MAX_RETRIES_LIMIT,
@@ -27,6 +28,45 @@ MAX_TIME_TEXT = 64  # characters of a `run_at` (parse_time refuses longer ones)
 
 def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _attempt_schema() -> Schema:
+    timestamp = {"type": "string", "format": "date-time"}
+    text = {"type": "string", "nullable": True}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "number",
+            "outcome",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "node",
+            "worker",
+            "pid",
+            "error",
+            "error_class",
+            "traceback",
+        ],
+        "properties": {
+            "number": {"type": "integer", "minimum": 0},
+            "outcome": {"type": "string", "enum": list(OUTCOMES)},
+            "started_at": {**timestamp, "nullable": True},
+            "finished_at": timestamp,
+            "duration_ms": {"type": "number", "nullable": True},
+            "node": {**text, "description": "the id of the server process that ran it"},
+            "worker": {**text, "description": "the worker, or process.slot in process mode"},
+            "pid": {"type": "integer", "nullable": True},
+            "error": text,
+            "error_class": text,
+            "traceback": {
+                **text,
+                "description": f"at most {MAX_TRACEBACK_BYTES} bytes; cut in the middle, "
+                "with a marker, when longer",
+            },
+        },
+    }
 
 
 def _job_schema() -> Schema:
@@ -158,6 +198,8 @@ def schemas(job_types: Sequence[str], now: float) -> dict[str, Schema]:
         },
         "Job": _job_schema(),
         "JobList": {"type": "array", "items": ref("Job")},
+        "Attempt": _attempt_schema(),
+        "AttemptList": {"type": "array", "items": ref("Attempt")},
         "JobSubmission": _job_submission_schema(job_types, now),
         "BatchSubmission": {
             "type": "object",

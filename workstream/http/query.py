@@ -1,50 +1,102 @@
-"""The query of `GET /jobs`: filters, page size, and the opaque cursor.
+"""The query of `GET /jobs`: order, filters, page size, and the opaque cursor.
 
 The query string is parsed here rather than through Falcon's `req.params` so that unknown
 and repeated parameters can be refused instead of silently ignored or merged: a typo such
 as `?staus=failed` must not quietly list every job.
 
-The cursor wraps the store's position (`JobPage.next_after`, 0 to 2**63 - 1) as the
-URL-safe base64, unpadded, of its 8 bytes big-endian: always 11 characters, so that
-clients treat it as opaque and a later format can be told apart by its length. Every
+The cursor wraps the store's position (`JobPage.next_after`: a job's `created_at` and its
+submission number, both below 2**63 as 64-bit patterns) as the URL-safe base64, unpadded,
+of their 16 bytes big-endian (the time as its IEEE 754 bits): always 22 characters, so
+that clients treat it as opaque and a later format can be told apart by its length. Every
 string of `CURSOR_PATTERN` decodes to a position and no other string does, so the API
-description states exactly which cursors the server accepts (a position past the end
-lists nothing).
+description states exactly which cursors the server accepts.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import re
+import struct
 from urllib.parse import parse_qsl, urlencode
 
 from workstream.errors import InvalidRequest
 from workstream.http.errors import InvalidCursor
+from workstream.http.idempotency import MAX_KEY_LENGTH
 from workstream.jobs.limits import MAX_TYPE_LENGTH
-from workstream.jobs.listing import DEFAULT_LIMIT, MAX_LIMIT, JobFilter
+from workstream.jobs.listing import (
+    DEFAULT_LIMIT,
+    MAX_ERROR_TEXT,
+    MAX_ID_PREFIX,
+    MAX_LIMIT,
+    MIN_ERROR_TEXT,
+    ORDERS,
+    JobFilter,
+    Order,
+    Position,
+)
 from workstream.jobs.model import JobStatus
+from workstream.units import format_time, parse_time
 
-LIST_PARAMETERS = ("status", "type", "limit", "cursor")
+LIST_PARAMETERS = (
+    "status",
+    "type",
+    "limit",
+    "cursor",
+    "order",
+    "created_after",
+    "created_before",
+    "id_prefix",
+    "idempotency_key",
+    "error",
+)
 MAX_NAME_SHOWN = 40  # characters of an unknown parameter's name echoed in the error
 
 MAX_POSITION = 2**63 - 1  # a signed 64-bit integer, as SQLite and PostgreSQL store it
-_POSITION_BYTES = 8
-# 8 bytes are 64 bits in 11 base64 digits: the first holds the top 6 bits, whose highest is
-# 0 (a position is below 2**63), and the last holds 4 bits followed by two zero bits.
-CURSOR_PATTERN = r"^[A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]$"
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _digits(allowed: int) -> str:
+    """A regex class of the base64 digits whose value `v` has `v & ~allowed == 0`."""
+    chars = "".join(c for v, c in enumerate(_ALPHABET) if v & ~allowed == 0)
+    return "[" + re.escape(chars) + "]"
+
+
+# 16 bytes are 128 bits in 22 base64 digits. The top bit of each 8-byte half is 0 (values
+# below 2**63): bit 0, the first digit's highest, and bit 64, the second-lowest bit of the
+# eleventh digit (bits 60 to 65). The time is finite: its 11 exponent bits (bits 1 to 11)
+# are not all ones, so the text does not start with "f_". The last digit holds 2 bits and
+# four zero bits.
+CURSOR_PATTERN = (
+    "^(?:[A-Za-e][A-Za-z0-9_-]|f[A-Za-z0-9-])"
+    f"[A-Za-z0-9_-]{{8}}{_digits(0b111101)}[A-Za-z0-9_-]{{10}}{_digits(0b110000)}$"
+)
 _CURSOR_TEXT = re.compile(CURSOR_PATTERN.removeprefix("^").removesuffix("$"))
 _LIMIT_TEXT = re.compile(r"[0-9]{1,10}")
+_ID_PREFIX_TEXT = re.compile(rf"[0-9a-fA-F-]{{1,{MAX_ID_PREFIX}}}")
+_KEY_TEXT = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
 _STATUSES = ", ".join(status.value for status in JobStatus)
 
 
 def parse_list_query(query_string: str) -> JobFilter:
     """Raises InvalidRequest (or InvalidCursor) naming the parameter at fault."""
     values = _single_values(query_string)
-    status = _parse_status(values["status"]) if "status" in values else None
-    job_type = _parse_type(values["type"]) if "type" in values else None
-    limit = _parse_limit(values["limit"]) if "limit" in values else DEFAULT_LIMIT
-    after = decode_cursor(values["cursor"]) if "cursor" in values else None
-    return JobFilter(status=status, job_type=job_type, limit=limit, after=after)
+    created_after = _parse_time("created_after", values.get("created_after"))
+    created_before = _parse_time("created_before", values.get("created_before"))
+    return JobFilter(
+        status=_parse_status(values["status"]) if "status" in values else None,
+        job_type=_parse_type(values["type"]) if "type" in values else None,
+        limit=_parse_limit(values["limit"]) if "limit" in values else DEFAULT_LIMIT,
+        after=decode_cursor(values["cursor"]) if "cursor" in values else None,
+        order=_parse_order(values["order"]) if "order" in values else "newest",
+        created_after=created_after,
+        created_before=created_before,
+        id_prefix=_parse_id_prefix(values["id_prefix"]) if "id_prefix" in values else None,
+        idempotency_key=(
+            _parse_key(values["idempotency_key"]) if "idempotency_key" in values else None
+        ),
+        error=_parse_error(values["error"]) if "error" in values else None,
+    )
 
 
 def _single_values(query_string: str) -> dict[str, str]:
@@ -95,27 +147,92 @@ def _parse_limit(text: str) -> int:
     raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
 
 
-def encode_cursor(position: int) -> str:
-    if not 0 <= position <= MAX_POSITION:
-        raise ValueError(f"a list position must be from 0 to {MAX_POSITION}")
-    raw = position.to_bytes(_POSITION_BYTES, "big")
+def _parse_order(text: str) -> Order:
+    for order in ORDERS:
+        if text == order:
+            return order
+    raise InvalidRequest(f"'order' must be one of {', '.join(ORDERS)}")
+
+
+def _parse_time(name: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidRequest(
+            f"'{name}' must be an RFC 3339 timestamp with a zone, e.g. 2026-01-31T12:00:00Z"
+        ) from None
+
+
+def _parse_id_prefix(text: str) -> str:
+    if not _ID_PREFIX_TEXT.fullmatch(text):
+        raise InvalidRequest(
+            f"'id_prefix' must be 1 to {MAX_ID_PREFIX} characters of a job id "
+            "(hexadecimal digits and '-')"
+        )
+    return text.lower()
+
+
+def _parse_key(text: str) -> str:
+    if not _KEY_TEXT.fullmatch(text):
+        raise InvalidRequest(
+            f"'idempotency_key' must be 1 to {MAX_KEY_LENGTH} visible ASCII characters"
+        )
+    return text
+
+
+def _parse_error(text: str) -> str:
+    if not MIN_ERROR_TEXT <= len(text) <= MAX_ERROR_TEXT or not text.isprintable():
+        raise InvalidRequest(
+            f"'error' must be {MIN_ERROR_TEXT} to {MAX_ERROR_TEXT} printable characters "
+            "(text to find in the job's last error)"
+        )
+    return text
+
+
+def encode_cursor(position: Position) -> str:
+    created_at, seq = position
+    if not (0 <= seq <= MAX_POSITION and 0 <= created_at < math.inf):
+        raise ValueError(f"a list position must be from 0 to {MAX_POSITION}, at a time >= 0")
+    raw = struct.pack(">dq", created_at, seq)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str) -> Position:
     """The store position inside a cursor from `encode_cursor`, or InvalidCursor."""
     if not _CURSOR_TEXT.fullmatch(cursor):
         raise InvalidCursor("'cursor' is not valid; use the one from the Link header")
-    return int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big")
+    created_at, seq = struct.unpack(">dq", base64.urlsafe_b64decode(cursor + "=="))
+    return created_at, seq
 
 
-def next_page_link(query: JobFilter, next_after: int) -> str:
-    """The `Link` header value for the next page: the same filters and limit."""
-    params: list[tuple[str, str]] = []
+def query_parameters(query: JobFilter) -> list[tuple[str, str]]:
+    """`query`'s order and filters as query parameters (what `parse_list_query` reads)."""
+    params: list[tuple[str, str]] = [("order", query.order)]
     if query.status is not None:
         params.append(("status", query.status.value))
     if query.job_type is not None:
         params.append(("type", query.job_type))
+    for name, moment in (
+        ("created_after", query.created_after),
+        ("created_before", query.created_before),
+    ):
+        if moment is not None:
+            params.append((name, format_time(moment) or ""))  # to the microsecond
+    for name, text in (
+        ("id_prefix", query.id_prefix),
+        ("idempotency_key", query.idempotency_key),
+        ("error", query.error),
+    ):
+        if text is not None:
+            params.append((name, text))
+    return params
+
+
+def next_page_link(query: JobFilter, next_after: Position) -> str:
+    """The `Link` header value for the next page: the same order, filters and limit."""
+    params = query_parameters(query)
     params.append(("limit", str(query.limit)))
     params.append(("cursor", encode_cursor(next_after)))
     return f'</jobs?{urlencode(params)}>; rel="next"'

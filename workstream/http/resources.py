@@ -21,6 +21,10 @@ from workstream.jobs.service import JobService
 
 Clock = Callable[[], float]
 
+# At most this many attempts (the latest) in one answer: each carries up to 16 KiB of
+# traceback, so a job retried by hand again and again still gets a bounded answer.
+MAX_ATTEMPTS_SHOWN = 200
+
 
 def _location(job: Job) -> str:
     return f"/jobs/{quote(job.id, safe='')}"
@@ -85,6 +89,18 @@ class JobResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         send_json(resp, self._service.get(job_id).to_public())
+
+
+class JobAttemptsResource:
+    """`/jobs/{job_id}/attempts`: the job's attempt history, oldest first (the latest
+    `MAX_ATTEMPTS_SHOWN`), with errors and tracebacks."""
+
+    def __init__(self, service: JobService) -> None:
+        self._service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        attempts = self._service.attempts(job_id)[-MAX_ATTEMPTS_SHOWN:]
+        send_json(resp, [attempt.to_public() for attempt in attempts])
 
 
 class JobActionResource:

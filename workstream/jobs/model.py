@@ -45,6 +45,7 @@ class Job:
     lease_expires_at: float | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    error_class: str | None = None  # the class of `last_error` (e.g. RuntimeError)
 
     def replace(self, **changes: Any) -> Job:
         """A copy with `changes` (as `dataclasses.replace`, in a third of the time: every

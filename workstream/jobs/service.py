@@ -12,7 +12,8 @@ import builtins
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.attempts import Attempt
+from workstream.jobs.listing import FailureGroup, JobFilter, JobPage, MinuteCount
 from workstream.jobs.model import Job
 from workstream.jobs.spec import JobSpec
 
@@ -53,6 +54,20 @@ class JobService(Protocol):
         """Raises NotFound."""
 
     def list(self, query: JobFilter) -> JobPage: ...
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        """The job's attempts, oldest first. Raises NotFound."""
+
+    def count(self, query: JobFilter, cap: int) -> int:
+        """How many jobs `query`'s filters match (its position and limit are ignored),
+        counting no further than `cap`."""
+
+    def failure_groups(self, limit: int = 50) -> builtins.list[FailureGroup]:
+        """Jobs failed for good, grouped by (type, error class), largest groups first."""
+
+    def throughput(self, minutes: int = 60) -> builtins.list[MinuteCount]:
+        """Jobs completed and failed for good per minute over the last `minutes` minutes,
+        oldest minute first, one entry per minute (zeros included)."""
 
     def cancel(self, job_id: str) -> Job:
         """Raises NotFound, IllegalTransition (409)."""

@@ -17,8 +17,16 @@ import time
 from typing import Any
 
 from workstream.handlers import HandlerTable
-from workstream.handlers.invoke import Timing, call_error, call_handler, invoke
+from workstream.handlers.invoke import (
+    Timing,
+    call_error,
+    call_error_class,
+    call_handler,
+    call_traceback,
+    invoke,
+)
 from workstream.handlers.middleware import Call, MiddlewareChain
+from workstream.jobs.attempts import UNSTORABLE_RESULT
 from workstream.jobs.model import Job
 from workstream.proc import wire
 from workstream.proc.frames import FrameError, encode
@@ -82,8 +90,18 @@ class Runner:
             lambda current: call_handler(self._handlers, job, current),
         )
         error = call_error(call)
-        result = None if error is not None else call.result
-        return wire.Done(slot, job.id, job.attempts, call.duration, result, error)
+        if error is None:
+            return wire.Done(slot, job.id, job.attempts, call.duration, call.result)
+        return wire.Done(
+            slot,
+            job.id,
+            job.attempts,
+            call.duration,
+            None,
+            error,
+            error_class=call_error_class(call),
+            traceback=call_traceback(call),
+        )
 
     def _work(self) -> None:
         while True:
@@ -116,7 +134,15 @@ def _frame(done: wire.Done) -> bytes:
         return encode(done.to_wire())
     except (FrameError, TypeError, ValueError) as exc:
         error = f"the handler's result cannot be stored: {exc}"
-        failed = wire.Done(done.slot, done.job_id, done.attempt, done.duration, None, error)
+        failed = wire.Done(
+            done.slot,
+            done.job_id,
+            done.attempt,
+            done.duration,
+            None,
+            error,
+            error_class=UNSTORABLE_RESULT,
+        )
         return encode(failed.to_wire())
 
 

@@ -58,9 +58,11 @@ class Done:
     duration: float
     result: Any = None
     error: str | None = None
+    error_class: str | None = None
+    traceback: str | None = None  # bounded by the child (attempts.clip_traceback)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out = {
             "op": DONE,
             "slot": self.slot,
             "id": self.job_id,
@@ -69,6 +71,10 @@ class Done:
             "result": self.result,
             "error": self.error,
         }
+        if self.error is not None:
+            out["error_class"] = self.error_class
+            out["traceback"] = self.traceback
+        return out
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Done:
@@ -79,4 +85,10 @@ class Done:
             duration=float(data["duration"]),
             result=data.get("result"),
             error=data.get("error"),
+            error_class=_text(data.get("error_class")),
+            traceback=_text(data.get("traceback")),
         )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

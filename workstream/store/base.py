@@ -10,12 +10,14 @@ any thread and must not queue behind the writer.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.attempts import Attempt
+from workstream.jobs.listing import FailureGroup, JobFilter, JobPage
 from workstream.jobs.model import Job, JobStatus
 
 
@@ -76,6 +78,13 @@ class Transaction(Protocol):
 
     def renew_leases(self, owner: str, job_ids: list[str], until: float) -> int: ...
 
+    def add_attempt(self, attempt: Attempt) -> None:
+        """Record one attempt (written with the outcome it records)."""
+
+    def delete_attempts(self, job_ids: list[str]) -> int:
+        """Delete the attempts of these jobs: whoever deletes jobs deletes their attempts in
+        the same transaction. Returns how many attempts were deleted."""
+
 
 class Store(Protocol):
     exclusive: bool
@@ -104,6 +113,19 @@ class Store(Protocol):
         """The jobs `query` selects (see `JobFilter`)."""
 
     def counts(self, now: float) -> Counts: ...
+
+    def count(self, query: JobFilter, cap: int) -> int:
+        """How many jobs `query`'s filters match (not its position), up to `cap`."""
+
+    def failure_groups(self, limit: int) -> builtins.list[FailureGroup]:
+        """Jobs failed for good by (type, error class), largest first, at most `limit`."""
+
+    def finished_per_minute(self, since: float) -> builtins.list[tuple[float, str, int]]:
+        """(minute start, status, jobs) of the completed and failed-for-good jobs that
+        finished at or after `since`."""
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        """The attempts of a job, by number (and in the order recorded)."""
 
     def ping(self) -> None:
         """Raise StorageUnavailable if the store cannot be read."""

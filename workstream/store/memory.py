@@ -8,25 +8,30 @@ failure for tests of the Registry's error paths.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from workstream.errors import Conflict, StorageUnavailable
-from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.attempts import Attempt
+from workstream.jobs.listing import FailureGroup, JobFilter, JobPage, Position
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.base import Counts
 
 PENDING = JobStatus.PENDING
 PROCESSING = JobStatus.PROCESSING
 FAILED = JobStatus.FAILED
+COMPLETED = JobStatus.COMPLETED
 
 
 class MemoryTransaction:
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self.staged: dict[str, Job] = {}
+        self.attempts: list[Attempt] = []
+        self.forget: set[str] = set()  # jobs whose attempts are deleted
 
     def _all(self) -> list[Job]:
         merged = dict(self._store._jobs)
@@ -122,6 +127,17 @@ class MemoryTransaction:
                 renewed += 1
         return renewed
 
+    def add_attempt(self, attempt: Attempt) -> None:
+        self.attempts.append(attempt)
+
+    def delete_attempts(self, job_ids: list[str]) -> int:
+        wanted = set(job_ids)
+        deleted = sum(1 for a in self._store._attempts if a.job_id in wanted)
+        deleted += sum(1 for a in self.attempts if a.job_id in wanted)
+        self.attempts = [a for a in self.attempts if a.job_id not in wanted]
+        self.forget |= wanted
+        return deleted
+
 
 class MemoryStore:
     exclusive = True  # one process at a time (see base.Store.exclusive)
@@ -129,6 +145,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._seq: dict[str, int] = {}
+        self._attempts: list[Attempt] = []
         self._lock = threading.RLock()  # held briefly: reads and the apply of a commit
         self._writer = threading.Lock()  # one transaction at a time; readers never wait on it
         self._fail_next = 0
@@ -162,33 +179,78 @@ class MemoryStore:
                     if job_id not in self._seq:
                         self._seq[job_id] = len(self._seq) + 1
                     self._jobs[job_id] = job
+                if tx.forget:
+                    self._attempts = [a for a in self._attempts if a.job_id not in tx.forget]
+                self._attempts.extend(tx.attempts)
                 self.transactions += 1
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)
 
-    def list(self, query: JobFilter) -> JobPage:
-        status, job_type, limit = query.status, query.job_type, query.limit
-        after, max_bytes = query.after, query.max_bytes
+    def _matching(self, query: JobFilter) -> builtins.list[tuple[Position, Job]]:
+        """(position, job) of the jobs `query` selects, in its order."""
         with self._lock:
-            rows = sorted((seq, self._jobs[job_id]) for job_id, seq in self._seq.items())
-        matching = [
-            (seq, job)
-            for seq, job in rows
-            if (after is None or seq > after)
-            and (status is None or job.status is status)
-            and (job_type is None or job.type == job_type)
+            rows = [((job.created_at, self._seq[job.id]), job) for job in self._jobs.values()]
+        rows.sort(key=lambda row: row[0], reverse=query.newest_first)
+        after = query.after
+        return [
+            (position, job)
+            for position, job in rows
+            if (after is None or (position < after if query.newest_first else position > after))
+            and query.matches(job)
         ]
-        page: list[tuple[int, Job]] = []
+
+    def list(self, query: JobFilter) -> JobPage:
+        limit, max_bytes = query.limit, query.max_bytes
+        matching = self._matching(query)
+        page: builtins.list[tuple[Position, Job]] = []
         size = 0
-        for seq, job in matching[:limit]:
+        for position, job in matching[:limit]:
             size += len(json.dumps(job.payload)) + len(json.dumps(job.result))
             if page and max_bytes is not None and size > max_bytes:
                 break
-            page.append((seq, job))
+            page.append((position, job))
         next_after = page[-1][0] if len(matching) > len(page) else None
         return JobPage([job for _, job in page], next_after)
+
+    def count(self, query: JobFilter, cap: int) -> int:
+        return min(cap, len(self._matching(dataclasses.replace(query, after=None))))
+
+    def failure_groups(self, limit: int) -> builtins.list[FailureGroup]:
+        with self._lock:
+            failed = [job for job in self._jobs.values() if job.failed_for_good]
+        groups: dict[tuple[str, str | None], builtins.list[Job]] = {}
+        for job in failed:
+            groups.setdefault((job.type, job.error_class), []).append(job)
+        found = [
+            FailureGroup(
+                job_type,
+                error_class,
+                len(members),
+                max((j.finished_at for j in members if j.finished_at is not None), default=None),
+            )
+            for (job_type, error_class), members in groups.items()
+        ]
+        found.sort(key=lambda g: (-g.count, g.job_type, g.error_class or ""))
+        return found[:limit]
+
+    def finished_per_minute(self, since: float) -> builtins.list[tuple[float, str, int]]:
+        counts: dict[tuple[float, str], int] = {}
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            done = job.finished_at
+            if done is None or done < since or job.status not in (COMPLETED, FAILED):
+                continue
+            key = (float(int(done // 60) * 60), job.status.value)
+            counts[key] = counts.get(key, 0) + 1
+        return [(minute, status, n) for (minute, status), n in counts.items()]
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        with self._lock:
+            found = [a for a in self._attempts if a.job_id == job_id]
+        return sorted(found, key=lambda a: a.number)  # stable: recorded order within a number
 
     def counts(self, now: float) -> Counts:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 
@@ -17,6 +18,22 @@ def load_migrations(dialect: str) -> list[tuple[int, str, str]]:
 
 
 def split_sql(sql: str) -> list[str]:
-    """Statements of a migration file (no semicolons inside statements in our files)."""
+    """Statements of a migration file. No semicolons inside statements in our files, but
+    for the body of a `CREATE TRIGGER ... BEGIN ...; END`, kept whole."""
     lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
-    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+    statements: list[str] = []
+    current = ""
+    for part in "\n".join(lines).split(";"):
+        current = f"{current};{part}" if current else part.strip()
+        if _TRIGGER.match(current) and not _END.search(current):
+            continue  # inside a trigger's body
+        if current.strip():
+            statements.append(current.strip())
+        current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+_TRIGGER = re.compile(r"\s*CREATE\s+TRIGGER\b", re.IGNORECASE)
+_END = re.compile(r"\bEND\s*$", re.IGNORECASE)

@@ -22,10 +22,12 @@ not scattered through Python strings. A query file is a list of sections:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from types import MappingProxyType
-from typing import LiteralString, cast
+from typing import Any, LiteralString, cast
+
+from workstream.jobs.listing import JobFilter
 
 _NAME = re.compile(r"^--\s*name:\s*(\S+)\s*$")
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
@@ -95,16 +97,42 @@ def _expand(
     return expanded[name]
 
 
-def list_statements(sql: Mapping[str, str]) -> dict[tuple[bool, bool], str]:
-    """`list_page` for each combination of filters, built once: (status given, type
-    given) -> the statement. The seq filter (`list_after`) is always there."""
+def listing_filters(
+    query: JobFilter, sql: Mapping[str, str], text: Callable[[str], str] = str
+) -> tuple[list[str], list[Any]]:
+    """The `list_*` fragments (queries.sql) of `query`'s position and of the filters both SQL
+    stores write alike (status, type, time range, idempotency key), with their parameters in
+    order. `text` encodes a text parameter as the store keeps it. The id prefix and the
+    error text are each store's own (their indexes differ)."""
+    parts: list[str] = []
+    params: list[Any] = []
+    if query.after is not None:
+        parts.append(sql["list_before" if query.newest_first else "list_after"])
+        params += [float(query.after[0]), int(query.after[1])]
+    if query.status is not None:
+        parts.append(sql["list_status"])
+        params.append(query.status.value)
+    if query.job_type is not None:
+        parts.append(sql["list_type"])
+        params.append(text(query.job_type))
+    if query.created_after is not None:
+        parts.append(sql["list_created_after"])
+        params.append(query.created_after)
+    if query.created_before is not None:
+        parts.append(sql["list_created_before"])
+        params.append(query.created_before)
+    if query.idempotency_key is not None:
+        parts.append(sql["list_idempotency_key"])
+        params.append(text(query.idempotency_key))
+    return parts, params
 
-    def build(status: bool, job_type: bool) -> str:
-        filters = [sql["list_after"]]
-        if status:
-            filters.append(sql["list_status"])
-        if job_type:
-            filters.append(sql["list_type"])
-        return sql["list_page"].format(filters=" AND ".join(filters))
 
-    return {(s, t): build(s, t) for s in (False, True) for t in (False, True)}
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """[low, high): the strings that start with `prefix`, in code point order."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern for `text` anywhere in the value (`\\` escapes `%`, `_` and itself)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -68,6 +68,7 @@ class Stub:
         self.healthy = True
         self.known_types = {"echo", "sleep", "email_send", "webhook"}
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.attempts: dict[str, list[dict[str, Any]]] = {}
         self.requests: list[Recorded] = []
         self.release = threading.Event()  # set at teardown: frees handlers told to hang
         self._changed = threading.Condition()
@@ -141,6 +142,8 @@ class Stub:
         }
         if len(parts) == 2 and parts[0] == "jobs" and parts[1] != "batch":
             return self._dispatch({"GET": self._get}, r, parts[1])
+        if len(parts) == 3 and parts[0] == "jobs" and parts[2] == "attempts":
+            return self._dispatch({"GET": self._attempts}, r, parts[1])
         if len(parts) == 3 and parts[0] == "jobs" and parts[2] in ("cancel", "retry"):
             action = self._cancel if parts[2] == "cancel" else self._retry
             return self._dispatch({"POST": action}, r, parts[1])
@@ -248,6 +251,10 @@ class Stub:
             follow["cursor"] = str(start + limit)
             headers["Link"] = f'</jobs?{urlencode(follow)}>; rel="next"'
         return 200, matching[start : start + limit], headers
+
+    def _attempts(self, r: Recorded, job_id: str):
+        self._find(job_id)
+        return 200, self.attempts.get(job_id, []), {}
 
     def _find(self, job_id: str) -> dict[str, Any]:
         if job_id not in self.jobs:

@@ -25,7 +25,8 @@ from workstream.errors import (
     UnknownJobType,
 )
 from workstream.jobs import states
-from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.attempts import Attempt
+from workstream.jobs.listing import FailureGroup, JobFilter, JobPage, MinuteCount, Position
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.service import Health, Submission
 from workstream.jobs.spec import JobSpec
@@ -54,6 +55,10 @@ class FakeService:
         self.submitted: list[dict[str, Any]] = []
         self.checked: list[tuple[JobSpec, int | None]] = []
         self.list_calls: list[dict[str, Any]] = []
+        self.queries: list[JobFilter] = []
+        self.attempt_records: dict[str, list[Attempt]] = {}
+        self.groups: list[FailureGroup] = []
+        self.minutes: list[MinuteCount] = []
         self._jobs: dict[str, Job] = {}
         self._order: list[str] = []
         self._keys: dict[str, tuple[str | None, str]] = {}
@@ -166,21 +171,49 @@ class FakeService:
 
     def list(self, query: JobFilter) -> JobPage:
         self._check_available()
-        status, job_type, limit, after = query.status, query.job_type, query.limit, query.after
         self.list_calls.append(
-            {"status": status, "job_type": job_type, "limit": limit, "after": after}
+            {
+                "status": query.status,
+                "job_type": query.job_type,
+                "limit": query.limit,
+                "after": query.after,
+            }
         )
-        with self._lock:
-            matches = [
-                (position, self._jobs[job_id])
-                for position, job_id in enumerate(self._order, start=1)
-                if (after is None or position > after)
-                and (status is None or self._jobs[job_id].status is status)
-                and (job_type is None or self._jobs[job_id].type == job_type)
-            ]
-        page = matches[:limit]
-        next_after = page[-1][0] if len(matches) > limit else None
+        self.queries.append(query)
+        matches = self._matching(query)
+        page = matches[: query.limit]
+        next_after = page[-1][0] if len(matches) > query.limit else None
         return JobPage(jobs=[job for _, job in page], next_after=next_after)
+
+    def _matching(self, query: JobFilter) -> list[tuple[Position, Job]]:
+        """As the stores: (created_at, submission number) order, filters, position."""
+        with self._lock:
+            rows = [
+                ((self._jobs[job_id].created_at, number), self._jobs[job_id])
+                for number, job_id in enumerate(self._order, start=1)
+            ]
+        rows.sort(key=lambda row: row[0], reverse=query.newest_first)
+        after = query.after
+        return [
+            (position, job)
+            for position, job in rows
+            if (after is None or (position < after if query.newest_first else position > after))
+            and query.matches(job)
+        ]
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        self.get(job_id)
+        return list(self.attempt_records.get(job_id, []))
+
+    def count(self, query: JobFilter, cap: int) -> int:
+        self._check_available()
+        return min(cap, len(self._matching(query)))
+
+    def failure_groups(self, limit: int = 50) -> list[FailureGroup]:
+        return self.groups[:limit]
+
+    def throughput(self, minutes: int = 60) -> list[MinuteCount]:
+        return self.minutes[-minutes:]
 
     def _change(self, job_id: str, change: Any) -> Job:
         job = self.get(job_id)

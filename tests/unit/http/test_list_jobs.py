@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -34,12 +35,12 @@ def test_an_empty_queue_lists_no_jobs(client):
     assert "link" not in result.headers
 
 
-def test_jobs_are_listed_oldest_first_with_a_default_limit_of_100(client, service):
+def test_jobs_are_listed_newest_first_with_a_default_limit_of_100(client, service):
     jobs = [service.add_job() for _ in range(3)]
 
     result = client.simulate_get("/jobs")
 
-    assert [job["id"] for job in result.json] == [job.id for job in jobs]
+    assert [job["id"] for job in result.json] == [job.id for job in reversed(jobs)]
     assert service.list_calls == [{"status": None, "job_type": None, "limit": 100, "after": None}]
 
 
@@ -74,19 +75,28 @@ def test_pages_follow_the_link_header_keeping_filters_and_limit(client, service)
             query = parse_qs(urlsplit(url).query)
             assert query["type"] == ["sleep"] and query["limit"] == ["2"]
 
-    assert seen == ids
+    assert seen == ids[::-1]
     assert len(service.list_calls) == 3
 
 
 def test_the_cursor_is_opaque_and_round_trips():
-    cursor = encode_cursor(12345)
+    cursor = encode_cursor((1_800_000_000.123456, 12345))
 
     assert "12345" not in cursor
-    assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor)
-    assert decode_cursor(cursor) == 12345
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", cursor)
+    assert decode_cursor(cursor) == (1_800_000_000.123456, 12345)
 
 
-@pytest.mark.parametrize("position", [0, 1, 255, 2**32, MAX_POSITION])
+@pytest.mark.parametrize(
+    "position",
+    [
+        (0.0, 0),
+        (1.0, 1),
+        (1_800_000_000.5, 255),
+        (5e-324, 2**32),
+        (1.7976931348623157e308, MAX_POSITION),
+    ],
+)
 def test_every_position_round_trips_through_a_cursor_of_the_pattern(position):
     cursor = encode_cursor(position)
 
@@ -120,6 +130,10 @@ def test_every_cursor_the_description_allows_is_accepted(cursor):
         "AAAAAAAAAAB",  # 11, but not the canonical encoding of any 8 bytes
         "gAAAAAAAAAA",  # 2**63: past any store's integer range
         "AAAAAAAAA=A",
+        "AAAAAAAAAAAAAAAAAAAAAB",  # 22, but not the canonical encoding of any 16 bytes
+        "gAAAAAAAAAAAAAAAAAAAAA",  # a negative time
+        "f_AAAAAAAAAAAAAAAAAAAA",  # an infinite time
+        "AAAAAAAAAACAAAAAAAAAAA",  # a submission number of 2**63 or more
     ],
 )
 def test_an_invalid_cursor_is_400_invalid_cursor(client, service, cursor):
@@ -156,6 +170,90 @@ def test_bad_parameters_are_400(client, service, query):
 
     assert error_code(result, 400) == "invalid_request"
     assert service.list_calls == []
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("order=new", "'order'"),
+        ("order=", "'order'"),
+        ("order=NEWEST", "'order'"),
+        ("created_after=yesterday", "'created_after'"),
+        ("created_after=2026-01-31", "'created_after'"),
+        ("created_after=2026-01-31T12:00:00", "'created_after'"),  # no zone
+        ("created_before=", "'created_before'"),
+        ("id_prefix=", "'id_prefix'"),
+        ("id_prefix=xyz", "'id_prefix'"),
+        ("id_prefix=" + "a" * 37, "'id_prefix'"),
+        ("idempotency_key=", "'idempotency_key'"),
+        ("idempotency_key=a%20b", "'idempotency_key'"),
+        ("error=ab", "'error'"),
+        ("error=" + "x" * 201, "'error'"),
+        ("error=a%0Abc", "'error'"),
+    ],
+)
+def test_bad_filters_are_400_naming_the_parameter(client, service, query, named):
+    result = client.simulate_get("/jobs", query_string=query)
+
+    assert error_code(result, 400) == "invalid_request"
+    assert named in result.json["error"]
+    assert service.list_calls == []
+
+
+def test_order_and_every_filter_reach_the_service(client, service):
+    query = (
+        "order=oldest&created_after=2027-01-15T08:00:00Z&created_before=2027-01-15T09:00:00%2B01:00"
+        "&id_prefix=ABC-1&idempotency_key=key-1&error=Boom%20here"
+    )
+
+    assert client.simulate_get("/jobs", query_string=query).status_code == 200
+
+    seen = service.queries[-1]
+    assert seen.order == "oldest"
+    eight = datetime(2027, 1, 15, 8, tzinfo=UTC).timestamp()
+    assert seen.created_after == eight
+    assert seen.created_before == eight  # 09:00 at +01:00 is the same instant
+    assert seen.id_prefix == "abc-1"  # ids are lower case
+    assert seen.idempotency_key == "key-1"
+    assert seen.error == "Boom here"
+
+
+def test_filters_select_and_the_link_keeps_them(client, service):
+    wanted = [
+        service.add_job(status=JobStatus.FAILED, last_error="RuntimeError: Disk FULL here")
+        for _ in range(3)
+    ]
+    service.add_job(status=JobStatus.FAILED, last_error="ValueError: bad input")
+    service.add_job()
+    seen: list[str] = []
+    url: str | None = "/jobs?order=oldest&status=failed&error=disk%20full&limit=2"
+
+    while url is not None:
+        parts = urlsplit(url)
+        result = client.simulate_get(parts.path, query_string=parts.query)
+        assert result.status_code == 200
+        seen += [job["id"] for job in result.json]
+        url = _next_url(result)
+        if url is not None:
+            query = parse_qs(urlsplit(url).query)
+            assert query["error"] == ["disk full"] and query["order"] == ["oldest"]
+            assert query["status"] == ["failed"]
+
+    assert seen == [job.id for job in wanted]
+
+
+def test_a_time_range_round_trips_through_the_link(client, service):
+    for _ in range(3):
+        service.add_job()
+    query = "created_after=2020-01-01T00:00:00.000001Z&created_before=2030-01-01T00:00:00Z&limit=1"
+
+    first = client.simulate_get("/jobs", query_string=query)
+    url = _next_url(first)
+    assert url is not None
+    link_query = parse_qs(urlsplit(url).query)
+    assert link_query["created_after"] == ["2020-01-01T00:00:00.000001Z"]
+    assert link_query["created_before"] == ["2030-01-01T00:00:00.000000Z"]
+    assert len(first.json) == 1
 
 
 def test_unknown_parameters_are_named(client):

@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any, overload
 
+from workstream.jobs.attempts import Attempt
 from workstream.jobs.model import Job, JobStatus
 from workstream.units import valid_text
 
@@ -72,6 +73,7 @@ def row_to_job(row: tuple[Any, ...]) -> Job:
         lease_expires_at=row[15],
         idempotency_key=dec(row[16]),
         request_hash=dec(row[17]),
+        error_class=dec(row[18]),
     )
 
 
@@ -101,6 +103,7 @@ def insert_params(job: Job) -> tuple[Any, ...]:
         job.lease_expires_at,
         enc(job.idempotency_key),
         enc(job.request_hash),
+        enc(job.error_class),
     )
 
 
@@ -123,6 +126,42 @@ def update_params(job: Job, key: str, expected: Fence) -> tuple[Any, ...]:
         job.run_at,
         enc(job.owner),
         job.lease_expires_at,
+        enc(job.error_class),
         key,
         *expected,
+    )
+
+
+def attempt_params(attempt: Attempt) -> tuple[Any, ...]:
+    """The parameters of `insert_attempt`, in the `attempt_columns` order."""
+    return (
+        enc(attempt.job_id),
+        attempt.number,
+        attempt.outcome,
+        attempt.finished_at,
+        attempt.started_at,
+        enc(attempt.node),
+        enc(attempt.worker),
+        attempt.pid,
+        enc(attempt.error),
+        enc(attempt.error_class),
+        enc(attempt.traceback),
+        attempt.duration,
+    )
+
+
+def row_to_attempt(row: tuple[Any, ...]) -> Attempt:
+    return Attempt(
+        job_id=dec(row[0]),
+        number=row[1],
+        outcome=row[2],
+        finished_at=row[3],
+        started_at=row[4],
+        node=dec(row[5]),
+        worker=dec(row[6]),
+        pid=row[7],
+        error=dec(row[8]),
+        error_class=dec(row[9]),
+        traceback=dec(row[10]),
+        duration=row[11],
     )

@@ -6,7 +6,7 @@
 -- A job's columns, in the order codec.row_to_job reads them.
 id, type, payload, status, attempts, retry_base, max_retries, last_error, result,
 created_at, updated_at, started_at, finished_at, run_at, owner, lease_expires_at,
-idempotency_key, request_hash
+idempotency_key, request_hash, error_class
 
 -- name: channel
 -- Where nodes tell each other about new work (the NOTIFY payload is the sender's token).
@@ -39,14 +39,14 @@ LISTEN {channel};
 -- A taken id or idempotency key inserts nothing (rowcount 0: Conflict), and the transaction
 -- stays usable without a savepoint.
 INSERT INTO jobs ({columns})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING;
 
 -- name: update
 -- Fenced on (status, attempts, owner): written only if the row is still as expected.
 UPDATE jobs SET status = %s, attempts = %s, retry_base = %s, last_error = %s,
     result = %s, updated_at = %s, started_at = %s, finished_at = %s, run_at = %s,
-    owner = %s, lease_expires_at = %s
+    owner = %s, lease_expires_at = %s, error_class = %s
 WHERE id = %s AND status = %s AND attempts = %s AND owner IS NOT DISTINCT FROM %s;
 
 -- name: held_update
@@ -131,28 +131,89 @@ SELECT {columns} FROM jobs WHERE id = %s;
 -- large values are not decompressed), the prefix that fits the budget (never less than
 -- one row), and only those rows fetched whole, each carrying how many of the rows looked
 -- at were left out (more than none: there is a next page).
--- {filters}: `list_after`, and `list_status` and `list_type` when given, joined by AND.
--- Parameters: the filters', then limit + 1, limit and the byte budget.
+-- {filters}: the `list_*` fragments that apply, joined by AND; {order}: `newest` or
+-- `oldest`. Parameters: the filters', then limit + 1, limit and the byte budget.
 WITH page AS (
     SELECT seq, row_number() OVER w AS n,
         sum(octet_length(payload) + coalesce(octet_length(result), 0)) OVER w AS running
     FROM (
-        SELECT seq, payload, result FROM jobs WHERE {filters} ORDER BY seq LIMIT %s
+        SELECT seq, created_at, payload, result FROM jobs WHERE {filters}
+        ORDER BY {order} LIMIT %s
     ) AS candidates
-    WINDOW w AS (ORDER BY seq)
+    WINDOW w AS (ORDER BY {order})
 ),
 kept AS (SELECT seq FROM page WHERE n <= %s AND (n = 1 OR running <= %s))
 SELECT (SELECT count(*) FROM page) - (SELECT count(*) FROM kept), seq, {columns}
-FROM jobs WHERE seq IN (SELECT seq FROM kept) ORDER BY seq;
+FROM jobs WHERE seq IN (SELECT seq FROM kept) ORDER BY {order};
+
+-- name: newest
+created_at DESC, seq DESC
+
+-- name: oldest
+created_at, seq
+
+-- name: list_before
+(created_at, seq) < (%s, %s)
 
 -- name: list_after
-seq > %s
+(created_at, seq) > (%s, %s)
 
 -- name: list_status
 status = %s
 
 -- name: list_type
 type = %s
+
+-- name: list_created_after
+created_at >= %s
+
+-- name: list_created_before
+created_at < %s
+
+-- name: list_id_prefix
+-- A range of the jobs_id_prefix index (byte order, whatever the database's collation).
+id COLLATE "C" >= %s AND id COLLATE "C" < %s
+
+-- name: list_idempotency_key
+idempotency_key = %s
+
+-- name: list_error
+-- Text anywhere in the error, case-insensitively: the trigram index (jobs_last_error_trgm)
+-- when few rows match, else the planner walks the listing order.
+last_error ILIKE %s
+
+-- name: list_all
+TRUE
+
+-- name: count_matching
+-- {filters} as for list_page; counts no further than the cap.
+SELECT count(*) FROM (SELECT 1 FROM jobs WHERE {filters} LIMIT %s) AS matching;
+
+-- name: failure_groups
+-- Jobs failed for good by (type, error class): one pass over the partial index.
+SELECT type, error_class, count(*), max(finished_at) FROM jobs
+WHERE status = 'failed' AND run_at IS NULL
+GROUP BY type, error_class ORDER BY count(*) DESC, type, error_class LIMIT %s;
+
+-- name: throughput
+-- Jobs finished since a time, per minute and status (a range of the finished_at index).
+SELECT floor(finished_at / 60) * 60 AS minute, status, count(*) FROM jobs
+WHERE finished_at >= %s AND finished_at IS NOT NULL AND status IN ('completed', 'failed')
+GROUP BY minute, status;
+
+-- name: attempt_columns
+job_id, number, outcome, finished_at, started_at, node, worker, pid, error, error_class,
+traceback, duration
+
+-- name: insert_attempt
+INSERT INTO job_attempts ({attempt_columns})
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
+
+-- name: attempts_of_job
+SELECT {attempt_columns} FROM job_attempts WHERE job_id = %s ORDER BY number, id;
+
+-- name: delete_attempts
+DELETE FROM job_attempts WHERE job_id = ANY(%s);
 
 -- name: counts
 SELECT status, count(*), count(*) FILTER (WHERE status = 'pending' AND run_at <= %s)

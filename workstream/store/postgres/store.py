@@ -17,11 +17,13 @@ hold a caller.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -29,11 +31,12 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from workstream.errors import ConfigError, StorageUnavailable
-from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.attempts import Attempt
+from workstream.jobs.listing import FailureGroup, JobFilter, JobPage
 from workstream.jobs.model import Job
 from workstream.store.base import Counts
 from workstream.store.postgres import connections
-from workstream.store.postgres.codec import enc, row_to_job
+from workstream.store.postgres.codec import dec, enc, row_to_attempt, row_to_job
 from workstream.store.postgres.connections import Connection
 from workstream.store.postgres.errors import (
     bad_option,
@@ -46,7 +49,7 @@ from workstream.store.postgres.listener import Listener
 from workstream.store.postgres.migrator import migrate
 from workstream.store.postgres.queries import SQL
 from workstream.store.postgres.transaction import PostgresTransaction
-from workstream.store.sql import list_statements
+from workstream.store.sql import like_pattern, listing_filters, prefix_range
 from workstream.store.watchdog import Watchdog, shut_down
 
 log = logging.getLogger(__package__)  # the package's logger: its name is in every log line
@@ -54,7 +57,17 @@ log = logging.getLogger(__package__)  # the package's logger: its name is in eve
 _NO_BUDGET = 2**62  # list() without max_bytes
 
 
-_LIST = list_statements(SQL)  # (status given, type given) -> the statement
+def _selection(query: JobFilter) -> tuple[list[str], list[Any]]:
+    """The filters of `query` and their parameters. The planner picks the index (it
+    knows from statistics whether, say, an error text is rare or frequent)."""
+    parts, params = listing_filters(query, SQL, enc)
+    if query.id_prefix is not None:
+        parts.append(SQL["list_id_prefix"])
+        params += list(prefix_range(query.id_prefix))
+    if query.error is not None:
+        parts.append(SQL["list_error"])
+        params.append(enc(like_pattern(query.error)))
+    return parts, params
 
 
 class PostgresStore:
@@ -260,13 +273,17 @@ class PostgresStore:
 
     # -- reads (any thread) -------------------------------------------------------------
 
-    def _read(self, sql: str, params: tuple[Any, ...] | list[Any]) -> list[tuple[Any, ...]]:
+    def _read(
+        self, sql: str, params: tuple[Any, ...] | list[Any], *, prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Rows of one statement from the read pool. `prepare=False` for a statement whose
+        best plan depends on its parameters (listing filters): planned for each call."""
         pool = self._pool
         if pool is None or not self._opened:
             raise StorageUnavailable("storage is closed")
         try:
             with pool.connection() as conn, self._watchdog.limit(lambda: conn, self._read_bound):
-                return conn.execute(sql, params).fetchall()
+                return conn.execute(sql, params, prepare=prepare).fetchall()
         except psycopg.Error as exc:
             if not unavailable(exc):
                 raise
@@ -278,20 +295,34 @@ class PostgresStore:
         return row_to_job(rows[0]) if rows else None
 
     def list(self, query: JobFilter) -> JobPage:
-        status, job_type, limit = query.status, query.job_type, query.limit
-        params: list[Any] = [query.after or 0]
-        if status is not None:
-            params.append(status.value)
-        if job_type is not None:
-            params.append(enc(job_type))
-        budget = _NO_BUDGET if query.max_bytes is None else query.max_bytes
-        rows = self._read(
-            _LIST[status is not None, job_type is not None], (*params, limit + 1, limit, budget)
+        limit = query.limit
+        parts, params = _selection(query)
+        sql = SQL["list_page"].format(
+            filters=" AND ".join(parts) or SQL["list_all"],
+            order=SQL["newest" if query.newest_first else "oldest"],
         )
+        budget = _NO_BUDGET if query.max_bytes is None else query.max_bytes
+        rows = self._read(sql, (*params, limit + 1, limit, budget), prepare=False)
         if not rows:
             return JobPage([], None)
         more = rows[0][0] > 0
-        return JobPage([row_to_job(row[2:]) for row in rows], rows[-1][1] if more else None)
+        jobs = [row_to_job(row[2:]) for row in rows]
+        return JobPage(jobs, (jobs[-1].created_at, rows[-1][1]) if more else None)
+
+    def count(self, query: JobFilter, cap: int) -> int:
+        parts, params = _selection(replace(query, after=None))
+        sql = SQL["count_matching"].format(filters=" AND ".join(parts) or SQL["list_all"])
+        return int(self._read(sql, (*params, cap), prepare=False)[0][0])
+
+    def failure_groups(self, limit: int) -> builtins.list[FailureGroup]:
+        rows = self._read(SQL["failure_groups"], (limit,))
+        return [FailureGroup(dec(t), dec(c), n, latest) for t, c, n, latest in rows]
+
+    def finished_per_minute(self, since: float) -> builtins.list[tuple[float, str, int]]:
+        return [(float(m), status, n) for m, status, n in self._read(SQL["throughput"], (since,))]
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        return [row_to_attempt(row) for row in self._read(SQL["attempts_of_job"], (enc(job_id),))]
 
     def counts(self, now: float) -> Counts:
         rows = self._read(SQL["counts"], (now,))

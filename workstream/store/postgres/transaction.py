@@ -33,9 +33,11 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from workstream.errors import Conflict, ServiceBusy, StorageUnavailable
+from workstream.jobs.attempts import Attempt
 from workstream.jobs.model import Job, JobStatus
 from workstream.store.postgres.codec import (
     Fence,
+    attempt_params,
     enc,
     fence,
     insert_params,
@@ -53,6 +55,7 @@ ADMISSION_LOCK = 0x57530001
 _PENDING = JobStatus.PENDING
 _BEGIN = SQL["begin"]
 _HELD_UPDATE = SQL["held_update"]
+_INSERT_ATTEMPT = SQL["insert_attempt"]
 
 
 class PostgresTransaction:
@@ -76,6 +79,9 @@ class PostgresTransaction:
         self._held: dict[str, Fence] = {}
         # Writes decided but not sent: encoded id -> (job, the row's fence in the database).
         self._pending: dict[str, tuple[Job, Fence]] = {}
+        # Attempt records not sent: inserted with the pending writes (no round trip of
+        # their own; nothing in the transaction reads them).
+        self._attempts: list[tuple[Any, ...]] = []
 
     @property
     def connection(self) -> Connection:
@@ -93,9 +99,10 @@ class PostgresTransaction:
         updates (with `flush`), `sql`, then the statements `then` (NOTIFY, COMMIT). Returns
         the cursor of `sql`. The server runs them in order and stops at the first error."""
         pending = self._take_pending() if flush else []
+        attempts, self._attempts = (self._attempts, []) if flush else ([], self._attempts)
         while True:
             begin = not self.begun
-            statements = int(begin) + len(pending) + (sql is not None) + len(then)
+            statements = int(begin) + len(pending) + len(attempts) + (sql is not None) + len(then)
             try:
                 if statements == 1 and sql is not None:
                     return self._conn.execute(sql, params)
@@ -106,6 +113,8 @@ class PostgresTransaction:
                         self._conn.execute(_BEGIN)
                     if pending:
                         self._conn.cursor().executemany(_HELD_UPDATE, pending)
+                    if attempts:
+                        self._conn.cursor().executemany(_INSERT_ATTEMPT, attempts)
                     if sql is not None:
                         cursor = self._conn.execute(sql, params)
                     for statement in then:
@@ -161,7 +170,7 @@ class PostgresTransaction:
 
     def flush(self) -> None:
         """Send the pending fenced updates, pipelined (one round trip)."""
-        if self._pending:
+        if self._pending or self._attempts:
             self._send(None, flush=True)
 
     def commit(self, notify: str | None = None) -> None:
@@ -274,4 +283,14 @@ class PostgresTransaction:
         cursor = self._query(
             SQL["renew_leases"], (until, enc(owner), [enc(job_id) for job_id in job_ids])
         )
+        return cursor.rowcount
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        """Sent with the pending writes, at the latest with COMMIT."""
+        self._attempts.append(attempt_params(attempt))
+
+    def delete_attempts(self, job_ids: list[str]) -> int:
+        if not job_ids:
+            return 0
+        cursor = self._query(SQL["delete_attempts"], ([enc(job_id) for job_id in job_ids],))
         return cursor.rowcount

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from workstream.jobs.attempts import Attempt
 from workstream.jobs.model import Job, JobStatus
 from workstream.units import valid_text
 
@@ -44,6 +45,7 @@ def row_to_job(row: tuple[Any, ...]) -> Job:
         lease_expires_at=row[15],
         idempotency_key=row[16],
         request_hash=row[17],
+        error_class=row[18],
     )
 
 
@@ -68,6 +70,7 @@ def insert_params(job: Job) -> tuple[Any, ...]:
         job.lease_expires_at,
         job.idempotency_key,
         job.request_hash,
+        job.error_class,
     )
 
 
@@ -85,8 +88,31 @@ def update_params(job: Job, expected: Job) -> tuple[Any, ...]:
         job.run_at,
         job.owner,
         job.lease_expires_at,
+        job.error_class,
         job.id,
         expected.status.value,
         expected.attempts,
         expected.owner,
     )
+
+
+def attempt_params(attempt: Attempt) -> tuple[Any, ...]:
+    """The parameters of `insert_attempt`, in the `attempt_columns` order."""
+    return (
+        attempt.job_id,
+        attempt.number,
+        attempt.outcome,
+        attempt.finished_at,
+        attempt.started_at,
+        attempt.node,
+        attempt.worker,
+        attempt.pid,
+        text(attempt.error),
+        attempt.error_class,
+        text(attempt.traceback),
+        attempt.duration,
+    )
+
+
+def row_to_attempt(row: tuple[Any, ...]) -> Attempt:
+    return Attempt(*row)

@@ -6,7 +6,7 @@
 -- A job's columns, in the order codec.row_to_job reads them.
 id, type, payload, status, attempts, retry_base, max_retries, last_error, result,
 created_at, updated_at, started_at, finished_at, run_at, owner, lease_expires_at,
-idempotency_key, request_hash
+idempotency_key, request_hash, error_class
 
 
 -- Connections --------------------------------------------------------------------------------
@@ -42,13 +42,13 @@ ROLLBACK;
 -- Writes (the writer connection, inside a transaction) -------------------------------------
 
 -- name: insert
-INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+INSERT INTO jobs ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: update
 -- Fenced on (status, attempts, owner): written only if the row is still as expected.
 UPDATE jobs SET status = ?, attempts = ?, retry_base = ?, last_error = ?,
     result = ?, updated_at = ?, started_at = ?, finished_at = ?, run_at = ?,
-    owner = ?, lease_expires_at = ?
+    owner = ?, lease_expires_at = ?, error_class = ?
 WHERE id = ? AND status = ? AND attempts = ? AND owner IS ?;
 
 -- name: find_by_idempotency_key
@@ -96,17 +96,101 @@ SELECT {columns} FROM jobs WHERE id = ?;
 
 -- name: list_page
 -- Up to limit + 1 rows: the store keeps those that fit the byte budget.
--- {filters}: `list_after`, and `list_status` and `list_type` when given, joined by AND.
-SELECT seq, {columns} FROM jobs WHERE {filters} ORDER BY seq LIMIT ?;
+-- {filters}: the `list_*` fragments that apply, joined by AND; {order}: `newest` or
+-- `oldest`; {source}: `jobs`, or `error_hits` when the error filter found few jobs.
+SELECT seq, {columns} FROM {source} WHERE {filters} ORDER BY {order} LIMIT ?;
+
+-- name: newest
+created_at DESC, seq DESC
+
+-- name: oldest
+created_at, seq
+
+-- name: list_source_jobs
+jobs
+
+-- name: list_source_error_hits
+-- The few jobs whose error has the text (found in the trigram index), joined in that
+-- order: CROSS JOIN keeps SQLite from walking the whole listing index instead.
+(SELECT rowid AS hit FROM jobs_errors WHERE jobs_errors MATCH ?) CROSS JOIN jobs ON seq = hit
+
+-- name: list_before
+(created_at, seq) < (?, ?)
 
 -- name: list_after
-seq > ?
+(created_at, seq) > (?, ?)
 
 -- name: list_status
 status = ?
 
 -- name: list_type
 type = ?
+
+-- name: list_created_after
+created_at >= ?
+
+-- name: list_created_before
+created_at < ?
+
+-- name: list_id_prefix
+-- The id's index range: for a prefix that few ids have.
+id >= ? AND id < ?
+
+-- name: list_id_prefix_scan
+-- The same, read from the listing index (`+` keeps SQLite off the id index): for a
+-- prefix so common that walking the listing order finds a page sooner.
++id >= ? AND +id < ?
+
+-- name: list_idempotency_key
+idempotency_key = ?
+
+-- name: list_error_like
+-- The error filter where the trigram index found many jobs: checked row by row along the
+-- listing order (the index search already said matches are frequent).
+last_error LIKE ? ESCAPE '\'
+
+-- name: list_all
+1 = 1
+
+-- name: count_matching
+-- {source} and {filters} as for list_page; counts no further than the cap.
+SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {filters} LIMIT ?);
+
+-- name: error_hits
+-- How many jobs' errors have the text, counting no further than the cap.
+SELECT count(*) FROM (SELECT 1 FROM jobs_errors WHERE jobs_errors MATCH ? LIMIT ?);
+
+-- name: id_prefix_hits
+SELECT count(*) FROM (SELECT 1 FROM jobs WHERE id >= ? AND id < ? LIMIT ?);
+
+-- name: failure_groups
+-- Jobs failed for good by (type, error class): one pass over the partial index.
+SELECT type, error_class, count(*), max(finished_at) FROM jobs
+WHERE status = 'failed' AND run_at IS NULL
+GROUP BY type, error_class ORDER BY count(*) DESC, type, error_class LIMIT ?;
+
+-- name: throughput
+-- Jobs finished since a time, per minute and status (a range of the finished_at index).
+SELECT CAST(finished_at / 60 AS INTEGER) * 60 AS minute, status, count(*) FROM jobs
+WHERE finished_at >= ? AND finished_at IS NOT NULL AND status IN ('completed', 'failed')
+GROUP BY minute, status;
+
+
+-- Attempts ----------------------------------------------------------------------------
+
+-- name: attempt_columns
+job_id, number, outcome, finished_at, started_at, node, worker, pid, error, error_class,
+traceback, duration
+
+-- name: insert_attempt
+INSERT INTO job_attempts ({attempt_columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: attempts_of_job
+SELECT {attempt_columns} FROM job_attempts WHERE job_id = ? ORDER BY number, id;
+
+-- name: delete_attempts
+-- {marks}: one `?` per job id of the chunk.
+DELETE FROM job_attempts WHERE job_id IN ({marks});
 
 -- name: count_by_status
 SELECT status, count(*) FROM jobs GROUP BY status;

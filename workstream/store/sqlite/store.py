@@ -14,6 +14,7 @@ are 0600 (tightened at every open if they were made wider). The lock file is ope
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import logging
 import os
@@ -21,15 +22,17 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from workstream.errors import DatabaseInUse, StorageUnavailable
-from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.attempts import Attempt
+from workstream.jobs.listing import FailureGroup, JobFilter, JobPage
 from workstream.jobs.model import Job
 from workstream.store.base import Counts
-from workstream.store.sql import list_statements
-from workstream.store.sqlite.codec import row_to_job
+from workstream.store.sql import like_pattern, listing_filters, prefix_range
+from workstream.store.sqlite.codec import row_to_attempt, row_to_job
 from workstream.store.sqlite.errors import describe
 from workstream.store.sqlite.migrator import migrate
 from workstream.store.sqlite.queries import SQL
@@ -42,7 +45,9 @@ PRIVATE_DIR = 0o700
 _SIDE_FILES = ("-wal", "-shm")  # SQLite's own: created with the database file's mode
 
 
-_LIST = list_statements(SQL)  # (status given, type given) -> the statement
+# The id prefix and error filters use their own index when it finds at most this many
+# jobs (then sorted), and walk the listing order otherwise (matches are then frequent).
+FEW = 5000
 
 
 class SqliteStore:
@@ -226,17 +231,16 @@ class SqliteStore:
         return row_to_job(rows[0]) if rows else None
 
     def list(self, query: JobFilter) -> JobPage:
-        status, job_type, limit = query.status, query.job_type, query.limit
-        max_bytes = query.max_bytes
-        params: list[Any] = [query.after or 0]
-        if status is not None:
-            params.append(status.value)
-        if job_type is not None:
-            params.append(job_type)
-        sql = _LIST[status is not None, job_type is not None]
+        limit, max_bytes = query.limit, query.max_bytes
+        source, parts, params = self._selection(query)
+        sql = SQL["list_page"].format(
+            source=source,
+            filters=" AND ".join(parts) or SQL["list_all"],
+            order=SQL["newest" if query.newest_first else "oldest"],
+        )
         try:
             cursor = self._reader().execute(sql, (*params, limit + 1))
-            page: list[tuple[Any, ...]] = []
+            page: builtins.list[tuple[Any, ...]] = []
             size = 0
             more = False
             for row in cursor:
@@ -249,8 +253,47 @@ class SqliteStore:
         except sqlite3.Error as exc:
             log.warning("read failed: %s", exc, extra={"event": "storage_error"})
             raise StorageUnavailable(describe(exc)) from exc
-        next_after = page[-1][0] if more else None
-        return JobPage([row_to_job(row[1:]) for row in page], next_after)
+        jobs = [row_to_job(row[1:]) for row in page]
+        next_after = (jobs[-1].created_at, page[-1][0]) if more else None
+        return JobPage(jobs, next_after)
+
+    def _selection(self, query: JobFilter) -> tuple[str, builtins.list[str], builtins.list[Any]]:
+        """(source, filters, parameters) of the jobs `query` selects. The id prefix and the
+        error text each pick their way by a capped count first: through their own index
+        when it holds few jobs, else along the listing order, checking each row."""
+        parts, params = listing_filters(query, SQL)
+        source = SQL["list_source_jobs"]
+        if query.id_prefix is not None:
+            low, high = prefix_range(query.id_prefix)
+            few = self._read(SQL["id_prefix_hits"], (low, high, FEW + 1))[0][0] <= FEW
+            parts.append(SQL["list_id_prefix" if few else "list_id_prefix_scan"])
+            params += [low, high]
+        if query.error is not None:
+            match = '"' + query.error.replace('"', '""') + '"'
+            if self._read(SQL["error_hits"], (match, FEW + 1))[0][0] <= FEW:
+                source = SQL["list_source_error_hits"]
+                params.insert(0, match)  # the source's parameter comes first
+            else:
+                parts.append(SQL["list_error_like"])
+                params.append(like_pattern(query.error))
+        return source, parts, params
+
+    def count(self, query: JobFilter, cap: int) -> int:
+        source, parts, params = self._selection(replace(query, after=None))
+        sql = SQL["count_matching"].format(
+            source=source, filters=" AND ".join(parts) or SQL["list_all"]
+        )
+        return int(self._read(sql, (*params, cap))[0][0])
+
+    def failure_groups(self, limit: int) -> builtins.list[FailureGroup]:
+        rows = self._read(SQL["failure_groups"], (limit,))
+        return [FailureGroup(*row) for row in rows]
+
+    def finished_per_minute(self, since: float) -> builtins.list[tuple[float, str, int]]:
+        return [(float(m), status, n) for m, status, n in self._read(SQL["throughput"], (since,))]
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        return [row_to_attempt(row) for row in self._read(SQL["attempts_of_job"], (job_id,))]
 
     def counts(self, now: float) -> Counts:
         by_status = dict(self._read(SQL["count_by_status"], ()))

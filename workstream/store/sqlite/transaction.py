@@ -7,9 +7,10 @@ import sqlite3
 from typing import Any
 
 from workstream.errors import Conflict
+from workstream.jobs.attempts import Attempt
 from workstream.jobs.model import Job
 from workstream.store.base import chunked
-from workstream.store.sqlite.codec import insert_params, row_to_job, update_params
+from workstream.store.sqlite.codec import attempt_params, insert_params, row_to_job, update_params
 from workstream.store.sqlite.queries import SQL
 
 _MAX_PARAMS = 500  # ids per statement, well under SQLite's limit on parameters
@@ -73,3 +74,13 @@ class SqliteTransaction:
             sql = SQL["renew_leases"].format(marks=",".join("?" * len(chunk)))
             renewed += self._conn.execute(sql, (until, owner, *chunk)).rowcount
         return renewed
+
+    def add_attempt(self, attempt: Attempt) -> None:
+        self._conn.execute(SQL["insert_attempt"], attempt_params(attempt))
+
+    def delete_attempts(self, job_ids: list[str]) -> int:
+        deleted = 0
+        for chunk in chunked(job_ids, _MAX_PARAMS):
+            sql = SQL["delete_attempts"].format(marks=",".join("?" * len(chunk)))
+            deleted += self._conn.execute(sql, chunk).rowcount
+        return deleted
