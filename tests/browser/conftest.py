@@ -25,6 +25,7 @@ SCREENSHOTS = REPO / "artifacts" / "screenshots"
 WAIT = 15.0
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -87,7 +88,19 @@ class Console:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def text(self, css: str) -> str:
-        return str(self.find(css).text)
+        """The element's text; read again when htmx swapped it between find and read."""
+        return str(self._read(css, lambda element: element.text))
+
+    def classes(self, css: str) -> str:
+        return str(self._read(css, lambda element: element.get_attribute("class")))
+
+    def _read(self, css: str, read: Callable[[Any], Any]) -> Any:
+        for _ in range(20):
+            try:
+                return read(self.find(css))
+            except StaleElementReferenceException:
+                continue
+        raise AssertionError(f"{css} kept being replaced")
 
     def screenshot(self, page: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -158,7 +171,7 @@ def driver() -> Iterator[WebDriver]:
         "--disable-extensions",
     ):
         options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     chrome = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     chrome.implicitly_wait(0)
     try:

@@ -289,7 +289,9 @@ def test_a_bad_filter_is_a_400_naming_it(console: ConsoleClient) -> None:
     console.login()
     result = console.get("/ui/jobs?status=bogus")
     assert result.status_code == 400 and "status" in result.json["error"]
-    assert console.get("/ui/jobs?after=abc").json["error"].startswith("after")
+    assert console.get("/ui/jobs?cursor=abc").json["code"] == "invalid_cursor"
+    assert console.get("/ui/jobs?error=ab").json["error"].startswith("error")
+    assert console.get("/ui/jobs?order=sideways").json["error"].startswith("order")
 
 
 def test_a_bulk_retry_counts_confirms_then_acts_in_batches(
@@ -361,3 +363,61 @@ def test_errors_on_console_pages_are_html_for_browsers(console: ConsoleClient) -
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert "no job with id" in page.text
     assert console.get("/ui/jobs/no-such-job").json["code"] == "not_found"
+
+
+def test_attempts_failures_and_throughput_are_shown_escaped(
+    console: ConsoleClient, service: FakeService
+) -> None:
+    from workstream.jobs.attempts import Attempt
+    from workstream.jobs.listing import FailureGroup, MinuteCount
+
+    console.login()
+    evil = "<script>alert(1)</script>"
+    job_id = _failed(service, error_class="RuntimeError")
+    service.attempt_records[job_id] = [
+        Attempt(job_id, 1, "failed", 1_800_000_001.0, 1_800_000_000.0, "node-a", "w1",
+                error=f"RuntimeError: {evil}", error_class="RuntimeError",
+                traceback=f'Traceback (most recent call last):\n  File "h.py"\n{evil}',
+                duration=0.25),
+    ]  # fmt: skip
+    page = console.get(f"/ui/jobs/{job_id}").text
+    assert 'class="traceback"' in page and "Traceback (most recent call last)" in page
+    assert evil not in page and "node-a / w1" in page and "250 ms" in page
+    service.groups = [FailureGroup("echo", "RuntimeError", 7, 1_800_000_001.0)]
+    service.groups.append(FailureGroup("echo", None, 2, 1_800_000_001.0))
+    failures = console.get("/ui/failures").text
+    assert "/ui/bulk?action=retry&amp;type=echo&amp;status=failed&amp;error_class=RuntimeError" in (
+        failures
+    )
+    assert "error_class=-" in failures  # the group without an error class
+    service.minutes = [MinuteCount(1_800_000_000.0 + 60 * i, i, i % 2) for i in range(60)]
+    overview = console.get("/ui/fragments/overview").text
+    assert overview.count('class="bar-completed"') == 60
+    assert "peak 60 a minute" in overview
+
+
+def test_a_group_retry_acts_only_on_its_error_class(
+    console: ConsoleClient, service: FakeService
+) -> None:
+    console.login()
+    mine = [_failed(service, type="sleep", error_class="KeyError") for _ in range(3)]
+    other = _failed(service, type="sleep", error_class="ValueError")
+    confirm = console.get("/ui/bulk?action=retry&type=sleep&error_class=KeyError")
+    assert "<strong>3</strong>" in confirm.text
+    result = console.post(
+        "/ui/bulk",
+        {"action": "retry", "type": "sleep", "status": "failed", "error_class": "KeyError",
+         "csrf": console.csrf()},
+        headers={"HX-Request": "1"},
+    )  # fmt: skip
+    assert 'data-finished="yes"' in result.text
+    assert [service.job(job_id).status for job_id in mine] == [JobStatus.PENDING] * 3
+    assert service.job(other).status is JobStatus.FAILED
+
+
+def test_a_finished_job_is_not_polled(console: ConsoleClient, service: FakeService) -> None:
+    console.login()
+    done = service.add_job(status=JobStatus.COMPLETED)
+    assert "hx-trigger" not in console.get(f"/ui/jobs/{done.id}").text
+    waiting = service.add_job(status=JobStatus.PENDING)
+    assert 'hx-trigger="every 3s"' in console.get(f"/ui/jobs/{waiting.id}").text

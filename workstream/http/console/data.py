@@ -1,33 +1,37 @@
 """What the console reads and does, through the `JobService` port only.
 
-Some of what the console shows comes from service methods that newer parts of WorkStream
-add (attempt history, counting, failure groups, throughput, type and schedule state).
-`ConsoleData` asks for each by name and says when one is missing, so that a page shows
-"not available" for that part instead of failing; every method here returns plain
-values that the templates render.
+Type state (pause, limits) and schedules come from service methods that not every
+server has (an extension provides the schedules): `ConsoleData` asks for those by name and
+a page shows "not available" for a missing one instead of failing. Every method here
+returns plain values that the templates render.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from workstream.errors import IllegalTransition, InvalidRequest, NotFound
-from workstream.jobs.listing import JobFilter, JobPage
+from workstream.jobs.listing import (
+    MAX_ID_PREFIX,
+    MIN_ERROR_TEXT,
+    ORDERS,
+    JobFilter,
+    JobPage,
+    Position,
+)
 from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.service import JobService
 
 PAGE_SIZE = 50
 BATCH_SIZE = 200  # jobs acted on per request step of a bulk action
 COUNT_CAP = 10_000  # counts past this show as "10000+"
-FALLBACK_SCAN = 1000  # jobs read to group failures when the service cannot group them
+SCAN_CAP = 10_000  # jobs read to count a filter the store cannot apply (error class)
+NO_CLASS = "-"  # the error_class parameter of failures with no error class
 
-_ERROR_CLASS = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
-_FILTER_FIELDS = {field.name for field in dataclasses.fields(JobFilter)}
 
 # The console's filter parameters (GET, bookmarkable) and the JobFilter field each maps to.
 FILTER_PARAMS = {
@@ -40,14 +44,6 @@ FILTER_PARAMS = {
     "error": "error",
     "order": "order",
 }
-
-
-def error_class_of(error: str | None) -> str:
-    """`RuntimeError: boom` -> `RuntimeError`; anything else -> its first 40 characters."""
-    if not error:
-        return ""
-    match = _ERROR_CLASS.match(error)
-    return match.group(1) if match else error[:40]
 
 
 @dataclass(frozen=True)
@@ -69,8 +65,13 @@ class Filters:
         status = values.get("status")
         if status is not None and status not in {s.value for s in JobStatus}:
             raise InvalidRequest(f"status: must be one of {', '.join(s.value for s in JobStatus)}")
-        if values.get("order") not in (None, "newest", "oldest"):
-            raise InvalidRequest("order: must be newest or oldest")
+        if values.get("order") not in (None, *ORDERS):
+            raise InvalidRequest(f"order: must be one of {', '.join(ORDERS)}")
+        error = values.get("error")
+        if error is not None and len(error) < MIN_ERROR_TEXT:
+            raise InvalidRequest(f"error: at least {MIN_ERROR_TEXT} characters")
+        if "id_prefix" in values:
+            values["id_prefix"] = values["id_prefix"].lower()[:MAX_ID_PREFIX]
         error_class = params.get("error_class")
         if isinstance(error_class, list):
             error_class = error_class[0] if error_class else ""
@@ -82,24 +83,16 @@ class Filters:
             items.append(("error_class", self.error_class))
         return items
 
-    def unsupported(self) -> list[str]:
-        """The filters this server's JobFilter cannot apply (shown, not silently dropped)."""
-        return [name for name in self.values if FILTER_PARAMS[name] not in _FILTER_FIELDS]
-
-    def job_filter(self, *, limit: int, after: int | None = None) -> JobFilter:
+    def job_filter(self, *, limit: int, after: Position | None = None) -> JobFilter:
         kwargs: dict[str, Any] = {"limit": limit, "after": after}
         for name, value in self.values.items():
             field = FILTER_PARAMS[name]
-            if field not in _FILTER_FIELDS:
-                continue
             kwargs[field] = _convert(field, value)
-        if self.error_class and "error" in _FILTER_FIELDS and "error" not in kwargs:
-            kwargs["error"] = self.error_class
         return JobFilter(**kwargs)
 
     def matches(self, job: Job) -> bool:
         """The part of the filter that the store could not apply, checked on each job."""
-        if self.error_class and error_class_of(job.last_error) != self.error_class:
+        if self.error_class and (job.error_class or NO_CLASS) != self.error_class:
             return False
         status = self.values.get("status")
         if status is not None and job.status.value != status:
@@ -160,28 +153,30 @@ class ConsoleData:
     def job(self, job_id: str) -> Job:
         return self.service.get(job_id)
 
-    def attempts(self, job_id: str) -> list[Any] | None:
-        return list(self._call("attempts", job_id)) if self.has("attempts") else None
+    def attempts(self, job_id: str) -> list[Any]:
+        return list(self.service.attempts(job_id))
 
-    def page(self, filters: Filters, after: int | None, limit: int = PAGE_SIZE) -> JobPage:
+    def page(self, filters: Filters, after: Position | None, limit: int = PAGE_SIZE) -> JobPage:
         page = self.service.list(filters.job_filter(limit=limit, after=after))
         jobs = [job for job in page.jobs if filters.matches(job)]
         return JobPage(jobs=jobs, next_after=page.next_after)
 
     def count(self, filters: Filters, cap: int = COUNT_CAP) -> tuple[int, bool]:
-        """(count, capped): how many jobs the filter matches, at most `cap`."""
-        if self.has("count") and not filters.error_class:
-            found = int(self._call("count", filters.job_filter(limit=1), cap))
+        """(count, capped): how many jobs the filter matches, at most `cap`. The store
+        counts; an error class (which it cannot filter by) is counted by reading the jobs
+        of the rest of the filter, at most SCAN_CAP of them."""
+        if not filters.error_class:
+            found = int(self.service.count(filters.job_filter(limit=1), cap))
             return min(found, cap), found >= cap
-        cap = min(cap, FALLBACK_SCAN)  # counting by reading jobs: one page at most
-        total, after = 0, None
-        while total < cap:
-            page = self.page(filters, after, limit=min(1000, cap))
-            total += len(page.jobs)
+        total, seen, after = 0, 0, None
+        while seen < SCAN_CAP:
+            page = self.service.list(filters.job_filter(limit=1000, after=after))
+            seen += len(page.jobs)
+            total += sum(1 for job in page.jobs if filters.matches(job))
             if page.next_after is None:
-                return min(total, cap), False
+                return min(total, cap), total >= cap
             after = page.next_after
-        return cap, True
+        return min(total, cap), True
 
     def count_status(self, status: str, job_type: str | None = None) -> tuple[int, bool]:
         values = {"status": status}
@@ -189,34 +184,20 @@ class ConsoleData:
             values["type"] = job_type
         return self.count(Filters(values))
 
-    def failure_groups(self, limit: int = 50) -> tuple[list[dict[str, Any]], bool]:
-        """([{job_type, error_class, count, latest_at}], exact): from the service when it
-        groups failures itself, else from the latest FALLBACK_SCAN failed jobs."""
-        if self.has("failure_groups"):
-            groups = [
-                {
-                    "job_type": group.job_type,
-                    "error_class": group.error_class,
-                    "count": group.count,
-                    "latest_at": group.latest_at,
-                }
-                for group in self._call("failure_groups", limit)
-            ]
-            return groups, True
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        page = self.service.list(JobFilter(status=JobStatus.FAILED, limit=FALLBACK_SCAN))
-        for job in page.jobs:
-            key = (job.type, error_class_of(job.last_error))
-            group = found.setdefault(
-                key, {"job_type": key[0], "error_class": key[1], "count": 0, "latest_at": 0.0}
-            )
-            group["count"] += 1
-            group["latest_at"] = max(group["latest_at"], job.updated_at)
-        groups = sorted(found.values(), key=lambda group: -group["count"])[:limit]
-        return groups, page.next_after is None
+    def failure_groups(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [
+            {
+                "job_type": group.job_type,
+                "error_class": group.error_class,
+                "class_param": group.error_class or NO_CLASS,
+                "count": group.count,
+                "latest_at": group.latest_at,
+            }
+            for group in self.service.failure_groups(limit)
+        ]
 
-    def throughput(self, minutes: int = 60) -> list[Any] | None:
-        return list(self._call("throughput", minutes)) if self.has("throughput") else None
+    def throughput(self, minutes: int = 60) -> list[Any]:
+        return list(self.service.throughput(minutes))
 
     def types(self) -> list[dict[str, Any]]:
         """Each job type's state: from `types()` when the service has it, else the
@@ -240,10 +221,9 @@ class ConsoleData:
     def oldest_due_age(self) -> float | None:
         """Seconds the longest-waiting due pending job has waited (None: none is due)."""
         now = self.clock()
-        values = {"status": "pending"}
-        if "order" in _FILTER_FIELDS:
-            values["order"] = "oldest"
-        page = self.service.list(Filters(values).job_filter(limit=50))
+        page = self.service.list(
+            Filters({"status": "pending", "order": "oldest"}).job_filter(limit=50)
+        )
         due = [job.run_at for job in page.jobs if job.run_at is not None and job.run_at <= now]
         return now - min(due) if due else None
 
@@ -263,8 +243,8 @@ class ConsoleData:
         return ActionOutcome(done, refused)
 
     def act_on_batch(
-        self, action: str, filters: Filters, after: int | None
-    ) -> tuple[ActionOutcome, int | None, int]:
+        self, action: str, filters: Filters, after: Position | None
+    ) -> tuple[ActionOutcome, Position | None, int]:
         """One step of a bulk action: the next BATCH_SIZE jobs the filter matches after
         `after`. Returns (outcome, next position or None when done, jobs looked at)."""
         page = self.service.list(filters.job_filter(limit=BATCH_SIZE, after=after))

@@ -20,13 +20,7 @@ from urllib.parse import urlencode
 import falcon
 
 from workstream.errors import InvalidRequest, NotFound
-from workstream.http.console.data import (
-    BATCH_SIZE,
-    PAGE_SIZE,
-    ConsoleData,
-    Filters,
-    error_class_of,
-)
+from workstream.http.console.data import BATCH_SIZE, PAGE_SIZE, ConsoleData, Filters
 from workstream.http.console.render import environment
 from workstream.http.console.security import (
     Session,
@@ -36,6 +30,8 @@ from workstream.http.console.security import (
     set_session_cookie,
 )
 from workstream.http.middleware import AuthFailureHook, request_id_of
+from workstream.http.query import decode_cursor, encode_cursor
+from workstream.jobs.listing import Position
 from workstream.jobs.model import JobStatus
 
 logger = logging.getLogger("workstream.console")
@@ -124,11 +120,16 @@ def _local_path(target: str | None, default: str = "/") -> str:
     return target[:2000]
 
 
-def _position(text: str | None, name: str = "after") -> int | None:
+def _cursor(text: str | None) -> Position | None:
+    """The position a `cursor` parameter carries (the API's opaque cursor), or None."""
+    return decode_cursor(text) if text else None
+
+
+def _count_field(text: str, name: str) -> int:
     if not text:
-        return None
-    if not text.isdigit() or len(text) > 20:
-        raise InvalidRequest(f"{name}: must be a position number")
+        return 0
+    if not text.isdigit() or len(text) > 12:
+        raise InvalidRequest(f"{name}: must be a whole number")
     return int(text)
 
 
@@ -272,11 +273,11 @@ class JobsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         filters = Filters.parse(req.params)
-        after = _position(_param(req, "after"))
+        after = _cursor(_param(req, "cursor"))
         page = self.console.data.page(filters, after, PAGE_SIZE)
         query = filters.query_items()
         next_url = (
-            "/ui/jobs?" + urlencode([*query, ("after", str(page.next_after))])
+            "/ui/jobs?" + urlencode([*query, ("cursor", encode_cursor(page.next_after))])
             if page.next_after is not None
             else None
         )
@@ -289,7 +290,6 @@ class JobsResource:
             next_url=next_url,
             first_url="/ui/jobs?" + urlencode(query) if after is not None else None,
             query=urlencode(query),
-            unsupported=filters.unsupported(),
             statuses=[status.value for status in JobStatus],
             type_names=self.console.data.service.job_types(),
             this_url=req.relative_uri,
@@ -312,8 +312,7 @@ class JobResource:
             template,
             job=job,
             attempts=attempts,
-            error_class=error_class_of(job.last_error),
-            live=_live(req) and not job.finished,
+            live=_live(req),
             this_url=f"/ui/jobs/{job.id}",
         )
 
@@ -327,10 +326,10 @@ class FailuresResource:
         self.fragment = fragment
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        groups, exact = self.console.data.failure_groups(50)
+        groups = self.console.data.failure_groups(50)
         template = "failures_live.html" if self.fragment else "failures.html"
         self.console.render(
-            req, resp, template, groups=groups, exact=exact, live=_live(req), urlencode=urlencode
+            req, resp, template, groups=groups, live=_live(req), urlencode=urlencode
         )
 
 
@@ -415,9 +414,9 @@ class BulkResource:
         if action not in ACTIONS:
             raise InvalidRequest(f"action: must be one of {', '.join(ACTIONS)}")
         filters = _bulk_filters(action, Filters.parse(form))
-        after = _position(_form_text(form, "after"))
-        done_before = _position(_form_text(form, "done_total"), "done_total") or 0
-        seen_before = _position(_form_text(form, "seen_total"), "seen_total") or 0
+        after = _cursor(_form_text(form, "cursor"))
+        done_before = _count_field(_form_text(form, "done_total"), "done_total")
+        seen_before = _count_field(_form_text(form, "seen_total"), "seen_total")
         outcome, next_after, seen = self.console.data.act_on_batch(action, filters, after)
         self.console.log_action(
             req,
@@ -425,13 +424,13 @@ class BulkResource:
             filter=dict(filters.query_items()),
             count=len(outcome.done),
             refused=len(outcome.refused),
-            step_after=after,
+            step_cursor=_form_text(form, "cursor") or None,
         )
         step = {
             "action": action,
             "done_total": done_before + len(outcome.done),
             "seen_total": seen_before + seen,
-            "after": next_after,
+            "cursor": encode_cursor(next_after) if next_after is not None else "",
             "finished": next_after is None,
             "fields": [*filters.query_items(), ("action", action)],
             "batch": BATCH_SIZE,
