@@ -4,17 +4,28 @@ read-only mode) and its rendering (escaping, pages, bulk actions), over the fake
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
+import falcon
 import pytest
 from falcon.testing import Result, TestClient
 
 from tests.unit.http.fakes import FakeService
 from tests.unit.http.support import LOCAL_HOST
 from workstream.http.app import create_app
+from workstream.http.console import mount_console
 from workstream.http.console.data import BATCH_SIZE
-from workstream.http.console.security import CONTENT_SECURITY_POLICY, SESSION_COOKIE
+from workstream.http.console.security import (
+    CONTENT_SECURITY_POLICY,
+    SESSION_COOKIE,
+    ConsoleGuard,
+    Sessions,
+)
+from workstream.http.middleware import TokenAuthMiddleware
+from workstream.jobs.attempts import Attempt
+from workstream.jobs.listing import FailureGroup, MinuteCount
 from workstream.jobs.model import JobStatus
 
 TOKEN = "console-test-token-0123456789"
@@ -368,9 +379,6 @@ def test_errors_on_console_pages_are_html_for_browsers(console: ConsoleClient) -
 def test_attempts_failures_and_throughput_are_shown_escaped(
     console: ConsoleClient, service: FakeService
 ) -> None:
-    from workstream.jobs.attempts import Attempt
-    from workstream.jobs.listing import FailureGroup, MinuteCount
-
     console.login()
     evil = "<script>alert(1)</script>"
     job_id = _failed(service, error_class="RuntimeError")
@@ -421,3 +429,76 @@ def test_a_finished_job_is_not_polled(console: ConsoleClient, service: FakeServi
     assert "hx-trigger" not in console.get(f"/ui/jobs/{done.id}").text
     waiting = service.add_job(status=JobStatus.PENDING)
     assert 'hx-trigger="every 3s"' in console.get(f"/ui/jobs/{waiting.id}").text
+
+
+class TypedService(FakeService):
+    """The fake with type state and pause/resume, as the scheduling part adds them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused: set[str] = set()
+
+    def types(self) -> list[Any]:
+        return [
+            SimpleNamespace(
+                name=name,
+                paused=name in self.paused,
+                max_concurrency=2 if name == "sleep" else None,
+                concurrency_key=None,
+                rate_limit="10/s" if name == "sleep" else None,
+                running=0,
+                counts={"pending": 4, "failed": 1},
+            )
+            for name in self.known_types
+        ]
+
+    def pause_type(self, name: str) -> None:
+        self.paused.add(name)
+
+    def resume_type(self, name: str) -> None:
+        self.paused.discard(name)
+
+
+class Schedules:
+    def __init__(self, service: FakeService) -> None:
+        self.service = service
+        self.runs: list[str] = []
+
+    def schedules(self) -> list[Any]:
+        return [
+            SimpleNamespace(name="nightly", job_type="echo", cron="0 3 * * *", timezone="UTC",
+                            next_run_at=1_800_000_000.0, last_run_at=None, last_job_id=None)
+        ]  # fmt: skip
+
+    def run_schedule(self, name: str) -> str:
+        self.runs.append(name)
+        return self.service.add_job().id
+
+
+def test_types_pause_resume_and_run_a_schedule_now() -> None:
+
+    service = TypedService()
+    schedules = Schedules(service)
+    guard = ConsoleGuard(
+        TokenAuthMiddleware(TOKEN), Sessions(TOKEN), read_only=False, host_check=None
+    )
+    app = falcon.App(middleware=[guard])
+    mount_console(app, service, guard, api_token=TOKEN, on_auth_failure=None,
+                  clock=lambda: 1_800_000_000.0, schedules=schedules)  # fmt: skip
+    console = ConsoleClient(service, api_token=TOKEN)
+    console.client = TestClient(app, headers={"Host": LOCAL_HOST})
+    console.login()
+    page = console.get("/ui/types")
+    assert 'action="/ui/types/sleep/pause"' in page.text and "10/s" in page.text
+    assert "0 3 * * *" in page.text and 'action="/ui/schedules/nightly/run"' in page.text
+    csrf = console.csrf("/ui/types")
+    assert console.post("/ui/types/sleep/pause", {"csrf": csrf}).status_code == 303
+    assert service.paused == {"sleep"}
+    assert 'action="/ui/types/sleep/resume"' in console.get("/ui/types").text
+    assert console.post("/ui/types/sleep/resume", {"csrf": csrf}).status_code == 303
+    assert service.paused == set()
+    result = console.post("/ui/schedules/nightly/run", {"csrf": csrf})
+    assert result.status_code == 303 and result.headers["location"].startswith("/ui/jobs/")
+    assert schedules.runs == ["nightly"]
+    overview = console.get("/").text
+    assert 'id="types-table"' in overview  # types with their state on the overview too

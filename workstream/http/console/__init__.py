@@ -63,9 +63,12 @@ def mount_console(
     api_token: str | None,
     on_auth_failure: AuthFailureHook | None,
     clock: Callable[[], float],
+    schedules: Any | None = None,
 ) -> None:
+    """`schedules`: the scheduler's view (a `ScheduleProvider`: `schedules()`,
+    `run_schedule(name)`), when the server has one."""
     console = Console(
-        data=ConsoleData(service, clock),
+        data=ConsoleData(service, clock, schedules),
         sessions=guard.sessions,
         token=api_token,
         read_only=guard.read_only,

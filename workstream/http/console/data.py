@@ -130,17 +130,31 @@ class ActionOutcome:
 
 
 class ConsoleData:
-    def __init__(self, service: JobService, clock: Callable[[], float] = time.time) -> None:
+    """`schedules`: the scheduler's view (`schedules()`, `run_schedule(name)`), when the
+    server has one; otherwise the job service's own methods of those names, if any."""
+
+    def __init__(
+        self,
+        service: JobService,
+        clock: Callable[[], float] = time.time,
+        schedules: Any | None = None,
+    ) -> None:
         self.service = service
         self.clock = clock
+        self._schedules = schedules
 
     # -- capabilities -----------------------------------------------------------------------
 
+    def _owner(self, name: str) -> Any:
+        if name in ("schedules", "run_schedule") and self._schedules is not None:
+            return self._schedules
+        return self.service
+
     def has(self, name: str) -> bool:
-        return callable(getattr(self.service, name, None))
+        return callable(getattr(self._owner(name), name, None))
 
     def _call(self, name: str, *args: Any) -> Any:
-        return getattr(self.service, name)(*args)
+        return getattr(self._owner(name), name)(*args)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import falcon
 
@@ -471,7 +471,7 @@ class ScheduleRunResource:
         data = self.console.data
         if not data.has("run_schedule"):
             raise NotFound("schedules are not available on this server")
-        result = data.run_schedule(name)
-        job_id = getattr(result, "id", None)
+        result = data.run_schedule(name)  # the job's id (or the job)
+        job_id = result if isinstance(result, str) else getattr(result, "id", None)
         self.console.log_action(req, "run_schedule", schedule=name, job_ids=[job_id])
-        raise falcon.HTTPSeeOther(f"/ui/jobs/{job_id}" if job_id else "/ui/types")
+        raise falcon.HTTPSeeOther(f"/ui/jobs/{quote(job_id)}" if job_id else "/ui/types")
