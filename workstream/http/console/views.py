@@ -250,7 +250,7 @@ class OverviewResource:
         data = self.console.data
         stats = data.stats()
         throughput = data.throughput(60)
-        types = data.types() if data.has("types") else None
+        types = data.types()
         peak = max((m.completed + m.failed for m in throughput or ()), default=0)
         return {
             "stats": stats,
