@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import falcon
+from markupsafe import escape
 
 from workstream.http.hosts import HostCheckMiddleware
 from workstream.http.middleware import AuthFailureHook, request_id_of
@@ -186,19 +187,13 @@ def refuse(
             '<meta name="robots" content="noindex"><title>Refused</title>'
             '<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">'
             '<link rel="stylesheet" href="/ui/static/console.css"></head><body>'
-            f'<main class="refused"><h1>{status} — refused</h1><p>{_escape(message)}</p>'
+            f'<main class="refused"><h1>{status} — refused</h1><p>{escape(message)}</p>'
             '<p><a href="/">Back to the console</a></p></main></body></html>'
         )
     else:
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps({"error": message, "code": code})
     resp.complete = True
-
-
-def _escape(text: str) -> str:
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )
 
 
 def same_origin(req: falcon.Request) -> str | None:
