@@ -43,7 +43,7 @@ STATIC_TYPES = {
     ".svg": "image/svg+xml",
     ".LICENSE": "text/plain; charset=utf-8",
 }
-OVERVIEW_TTL = 2.0  # seconds the overview's figures are reused (polls come every 3 s)
+OVERVIEW_TTL = 5.0  # seconds the overview's figures are reused, whoever polls
 MAX_SELECTED = 1000  # job ids one "selected" action takes
 ACTIONS = ("retry", "cancel")
 
