@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.serverproc import ServerProcess, run_workstream
 from tests.pg import scratch_database
+from workstream.store.schema import load_migrations
 
 pytestmark = pytest.mark.postgres
 
@@ -43,7 +44,8 @@ def test_migrate_creates_the_schema_once_and_serve_then_starts(workdir: Path) ->
         assert "postgresql://postgres:***@" in first.stdout  # the user name is kept
         again = run_workstream(workdir, "migrate", env=env)
         assert again.returncode == 0, again.stderr
-        assert db.execute("SELECT version FROM schema_migrations") == [(1,)]
+        versions = [(version,) for version, _, _ in load_migrations("postgres")]
+        assert db.execute("SELECT version FROM schema_migrations ORDER BY 1") == versions
         assert db.execute("SELECT count(*) FROM jobs") == [(0,)]
 
         server = ServerProcess(workdir, env={"DATABASE_URL": db.url}).start()

@@ -24,7 +24,8 @@ from workstream.http import openapi_components as components
 from workstream.http.body import MAX_BODY_BYTES, MAX_NESTING
 from workstream.http.idempotency import MAX_KEY_LENGTH
 from workstream.http.openapi_components import Schema, ref
-from workstream.http.query import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from workstream.http.openapi_patterns import TIME_FILTER_PATTERN
+from workstream.http.query import CURSOR_PATTERN, DEFAULT_LIMIT, ERROR_TEXT_PATTERN, MAX_LIMIT
 from workstream.http.resources import MAX_ATTEMPTS_SHOWN
 from workstream.jobs.limits import MAX_TYPE_LENGTH
 from workstream.jobs.listing import MAX_ERROR_TEXT, MAX_ID_PREFIX, MIN_ERROR_TEXT, ORDERS
@@ -165,13 +166,13 @@ def _list_parameters() -> list[Schema]:
             "name": "created_after",
             "in": "query",
             "description": "jobs created at or after this time (RFC 3339, with a zone)",
-            "schema": {"type": "string", "format": "date-time"},
+            "schema": {"type": "string", "format": "date-time", "pattern": TIME_FILTER_PATTERN},
         },
         {
             "name": "created_before",
             "in": "query",
             "description": "jobs created before this time (RFC 3339, with a zone)",
-            "schema": {"type": "string", "format": "date-time"},
+            "schema": {"type": "string", "format": "date-time", "pattern": TIME_FILTER_PATTERN},
         },
         {
             "name": "id_prefix",
@@ -193,7 +194,7 @@ def _list_parameters() -> list[Schema]:
                 "type": "string",
                 "minLength": MIN_ERROR_TEXT,
                 "maxLength": MAX_ERROR_TEXT,
-                "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+                "pattern": ERROR_TEXT_PATTERN,
             },
         },
     ]

@@ -89,3 +89,26 @@ def run_at_pattern(now: float) -> str:
     year_month = "(" + "|".join(options) + ")"
     time = r"[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
     return f"^{_SPACE}{year_month}-[0-9]{{2}}[Tt ]{time}{_SPACE}$"
+
+
+def _time_filter_pattern() -> str:
+    """RFC 3339 times the `created_after` / `created_before` filters take, exactly: years
+    0002 to 9998 (so that any offset stays within Python's datetimes), days 01 to 28 of
+    any month, 29 to 31 of the months that always have them (February's 29th only in
+    years divisible by 4 but not by 100, or by 400), `T`, `Z` or an offset: the strictest
+    reading of `format: date-time`, so that a validator never calls a time of this pattern
+    invalid. The server refuses any other text before it parses the rest."""
+    year = from_to(2, 9998, 4)
+    leap = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+    day = (
+        r"(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+        r"|(0[13-9]|1[0-2])-(29|30)"
+        r"|(0[13578]|1[02])-31"
+    )
+    date = f"({year}-({day})|{leap}-02-29)"
+    clock = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
+    offset = r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+    return f"^{date}T{clock}{offset}$"
+
+
+TIME_FILTER_PATTERN = _time_filter_pattern()

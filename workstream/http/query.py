@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 from workstream.errors import InvalidRequest
 from workstream.http.errors import InvalidCursor
 from workstream.http.idempotency import MAX_KEY_LENGTH
+from workstream.http.openapi_patterns import TIME_FILTER_PATTERN
 from workstream.jobs.limits import MAX_TYPE_LENGTH
 from workstream.jobs.listing import (
     DEFAULT_LIMIT,
@@ -76,6 +77,10 @@ _LIMIT_TEXT = re.compile(r"[0-9]{1,10}")
 _ID_PREFIX_TEXT = re.compile(rf"[0-9a-fA-F-]{{1,{MAX_ID_PREFIX}}}")
 _KEY_TEXT = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}")
 _STATUSES = ", ".join(status.value for status in JobStatus)
+_TIME_TEXT = re.compile(TIME_FILTER_PATTERN.removeprefix("^").removesuffix("$"))
+# Text to find in an error: no control characters (they cannot be typed into a search).
+ERROR_TEXT_PATTERN = f"^[^\\x00-\\x1f\\x7f]{{{MIN_ERROR_TEXT},{MAX_ERROR_TEXT}}}$"
+_ERROR_TEXT = re.compile(ERROR_TEXT_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 def parse_list_query(query_string: str) -> JobFilter:
@@ -158,6 +163,8 @@ def _parse_time(name: str, text: str | None) -> float | None:
     if text is None:
         return None
     try:
+        if not _TIME_TEXT.fullmatch(text):
+            raise ValueError(text)
         return parse_time(text)
     except (ValueError, OverflowError, OSError):
         raise InvalidRequest(
@@ -183,10 +190,10 @@ def _parse_key(text: str) -> str:
 
 
 def _parse_error(text: str) -> str:
-    if not MIN_ERROR_TEXT <= len(text) <= MAX_ERROR_TEXT or not text.isprintable():
+    if not _ERROR_TEXT.fullmatch(text):
         raise InvalidRequest(
-            f"'error' must be {MIN_ERROR_TEXT} to {MAX_ERROR_TEXT} printable characters "
-            "(text to find in the job's last error)"
+            f"'error' must be {MIN_ERROR_TEXT} to {MAX_ERROR_TEXT} characters, none a control "
+            "character (text to find in the job's last error)"
         )
     return text
 

@@ -238,3 +238,25 @@ def test_a_middleware_that_raises_loses_neither_the_job_nor_the_worker(
     assert [step for step, _ in inner] == ["before", "after"]  # the others still ran
     assert worker.run("ok", 8).result == {"echo": 8, "attempt": 2}  # the Worker goes on
     assert [e.kind for e in worker.events] == [JOB_STARTED, JOB_STARTED]
+
+
+def test_a_failure_carries_its_class_and_traceback_for_the_history(worker: Harness) -> None:
+    failed = worker.run("value_error")
+    assert failed.error_class == "ValueError" and failed.ending is None
+    assert failed.traceback is not None
+    assert failed.traceback.startswith("Traceback (most recent call last):")
+    assert failed.traceback.rstrip().endswith("ValueError: bad input")
+    unprintable = worker.run("broken_str")  # its __str__ raises: still a traceback
+    assert unprintable.error_class == "Unprintable" and unprintable.traceback is not None
+    ok = worker.run("ok")
+    assert (ok.error_class, ok.traceback, ok.ending) == (None, None, None)
+
+
+def test_a_timed_out_attempt_says_so_for_the_history(worker: Harness) -> None:
+    release_hung.clear()
+    try:
+        outcome = worker.run("hangs")
+        assert outcome.ending == "timed_out" and outcome.error_class == "TimeoutError"
+        assert outcome.traceback is None  # it raised nothing: it was left running
+    finally:
+        release_hung.set()

@@ -5,15 +5,23 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.http.support import error_code
-from workstream.http.query import CURSOR_PATTERN, MAX_POSITION, decode_cursor, encode_cursor
+from workstream.http.openapi_patterns import TIME_FILTER_PATTERN
+from workstream.http.query import (
+    CURSOR_PATTERN,
+    MAX_POSITION,
+    decode_cursor,
+    encode_cursor,
+    parse_list_query,
+)
 from workstream.jobs.model import JobStatus
+from workstream.units import parse_time
 
 LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
 
@@ -290,3 +298,38 @@ def test_a_huge_unknown_parameter_name_is_echoed_clipped(client):
     assert error_code(result, 400) == "invalid_request"
     assert len(result.content) < 400
     assert "sort, " + "x" * 40 + "... (allowed" in result.json["error"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(TIME_FILTER_PATTERN.removeprefix("^").removesuffix("$"), fullmatch=True))
+def test_every_time_the_description_allows_is_accepted(text):
+    query = parse_list_query(urlencode({"created_after": text, "created_before": text}))
+    assert query.created_after == query.created_before == parse_time(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2027-02-29T00:00:00Z",  # not a leap year
+        "2100-02-29T00:00:00Z",  # divisible by 100, not by 400
+        "2027-04-31T00:00:00Z",
+        "2027-01-15T24:00:00Z",
+        "2027-01-15T08:00:60Z",  # a leap second: Python has none
+        "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+        "9999-12-31T23:59:59-01:00",  # after year 9999 in UTC
+        " 2027-01-15T08:00:00Z",
+        "2027-01-15T08:00:00.1234567890Z",  # more than nanoseconds
+        "2027-01-15 08:00:00Z",  # RFC 3339 allows a space; JSON Schema's date-time does not
+        "2027-01-15t08:00:00z",
+    ],
+)
+def test_times_outside_the_pattern_are_400(client, service, text):
+    result = client.simulate_get("/jobs", query_string=urlencode({"created_after": text}))
+    assert error_code(result, 400) == "invalid_request"
+    assert "'created_after'" in result.json["error"]
+
+
+def test_leap_days_that_exist_are_accepted(client):
+    for text in ("2028-02-29T00:00:00Z", "2000-02-29T12:00:00+05:30", "2400-02-29T00:00:00Z"):
+        query = urlencode({"created_before": text})
+        assert client.simulate_get("/jobs", query_string=query).status_code == 200, text

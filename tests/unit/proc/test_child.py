@@ -93,6 +93,14 @@ def test_a_child_runs_jobs_as_thread_mode_would_and_reports_in_batches(start_chi
     assert done["c"].error == "no handler is registered for type 'nope'"
     assert done["d"].error.startswith("the handler's result cannot be stored")
     assert done["e"].result == {"n": 1, "tagged": done["e"].result["tagged"]}
+    # The attempt history's data, captured in the child and carried with the outcome.
+    assert done["b"].error_class == "RuntimeError"
+    assert done["b"].traceback.startswith("Traceback (most recent call last):")
+    assert 'child_handlers.py", line' in done["b"].traceback
+    assert done["b"].traceback.rstrip().endswith("RuntimeError: boom")
+    assert (done["c"].error_class, done["c"].traceback) == ("NoHandler", None)
+    assert (done["d"].error_class, done["d"].traceback) == ("UnstorableResult", None)
+    assert (done["e"].error_class, done["e"].traceback) == (None, None)
     assert all(item.attempt == jobs[key].attempts for key, item in done.items())
     # Each batch of outcomes ends with the child's memory: the last batch's comes last.
     assert child.frame(wire.RSS)["rss"] > 1_000_000

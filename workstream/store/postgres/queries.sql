@@ -190,9 +190,13 @@ TRUE
 SELECT count(*) FROM (SELECT 1 FROM jobs WHERE {filters} LIMIT %s) AS matching;
 
 -- name: failure_groups
--- Jobs failed for good by (type, error class): one pass over the partial index.
-SELECT type, error_class, count(*), max(finished_at) FROM jobs
-WHERE status = 'failed' AND run_at IS NULL
+-- Jobs failed for good by (type, error class): one pass over the partial index, read
+-- alone (index-only) and in group order. The inner ORDER BY is what makes the planner
+-- take it: otherwise it prefers jobs_retry_due (`run_at IS NULL`) and reads every row.
+SELECT type, error_class, count(*), max(finished_at) FROM (
+    SELECT type, error_class, finished_at FROM jobs
+    WHERE status = 'failed' AND run_at IS NULL ORDER BY type, error_class
+) AS failed
 GROUP BY type, error_class ORDER BY count(*) DESC, type, error_class LIMIT %s;
 
 -- name: throughput

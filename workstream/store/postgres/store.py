@@ -294,15 +294,20 @@ class PostgresStore:
         rows = self._read(SQL["get"], (enc(job_id),))
         return row_to_job(rows[0]) if rows else None
 
-    def list(self, query: JobFilter) -> JobPage:
-        limit = query.limit
+    def listing_statement(self, query: JobFilter) -> tuple[str, tuple[Any, ...]]:
+        """The statement `list` sends for `query`, and its parameters (for the planner
+        checks in the tests and the benchmark)."""
         parts, params = _selection(query)
         sql = SQL["list_page"].format(
             filters=" AND ".join(parts) or SQL["list_all"],
             order=SQL["newest" if query.newest_first else "oldest"],
         )
         budget = _NO_BUDGET if query.max_bytes is None else query.max_bytes
-        rows = self._read(sql, (*params, limit + 1, limit, budget), prepare=False)
+        return sql, (*params, query.limit + 1, query.limit, budget)
+
+    def list(self, query: JobFilter) -> JobPage:
+        sql, params = self.listing_statement(query)
+        rows = self._read(sql, params, prepare=False)
         if not rows:
             return JobPage([], None)
         more = rows[0][0] > 0

@@ -230,16 +230,22 @@ class SqliteStore:
         rows = self._read(SQL["get"], (job_id,))
         return row_to_job(rows[0]) if rows else None
 
-    def list(self, query: JobFilter) -> JobPage:
-        limit, max_bytes = query.limit, query.max_bytes
+    def listing_statement(self, query: JobFilter) -> tuple[str, tuple[Any, ...]]:
+        """The statement `list` sends for `query`, and its parameters (for the planner
+        checks in the tests and the benchmark)."""
         source, parts, params = self._selection(query)
         sql = SQL["list_page"].format(
             source=source,
             filters=" AND ".join(parts) or SQL["list_all"],
             order=SQL["newest" if query.newest_first else "oldest"],
         )
+        return sql, (*params, query.limit + 1)
+
+    def list(self, query: JobFilter) -> JobPage:
+        limit, max_bytes = query.limit, query.max_bytes
+        sql, params = self.listing_statement(query)
         try:
-            cursor = self._reader().execute(sql, (*params, limit + 1))
+            cursor = self._reader().execute(sql, params)
             page: builtins.list[tuple[Any, ...]] = []
             size = 0
             more = False

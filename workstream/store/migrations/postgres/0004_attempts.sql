@@ -4,6 +4,11 @@
 -- The class of the last error (e.g. RuntimeError), set when an attempt fails: failure
 -- groups are (type, error_class).
 ALTER TABLE jobs ADD COLUMN error_class text;
+-- Jobs that failed before this version: the class read off `Type: message`, where the
+-- text starts with one (as workstream.jobs.attempts.error_class_of reads it).
+-- (A text without a colon is a class alone: `KeyboardInterrupt`.)
+UPDATE jobs SET error_class = substring(last_error from '^([A-Za-z_][A-Za-z0-9_.]{0,199})(:|$)')
+WHERE status = 'failed' AND last_error IS NOT NULL;
 
 -- Every attempt of every job, written in the same transaction as the outcome it records.
 -- `number` is the job's attempt count when it ran (a released attempt is not counted, so

@@ -4,6 +4,15 @@
 -- The class of the last error (e.g. RuntimeError), set when an attempt fails: failure
 -- groups are (type, error_class).
 ALTER TABLE jobs ADD COLUMN error_class TEXT;
+-- Jobs that failed before this version: the class read off `Type: message`, where the
+-- text starts with one (as workstream.jobs.attempts.error_class_of reads it).
+-- (A text without a colon is a class alone: `KeyboardInterrupt`.)
+UPDATE jobs SET error_class = name FROM (
+    SELECT seq AS failed_seq, CASE WHEN instr(last_error, ':') > 0
+        THEN substr(last_error, 1, instr(last_error, ':') - 1) ELSE last_error END AS name
+    FROM jobs WHERE status = 'failed' AND last_error IS NOT NULL
+) WHERE seq = failed_seq AND length(name) BETWEEN 1 AND 200
+    AND substr(name, 1, 1) GLOB '[A-Za-z_]' AND name NOT GLOB '*[^A-Za-z0-9_.]*';
 
 -- Every attempt of every job, written in the same transaction as the outcome it records.
 -- `number` is the job's attempt count when it ran (a released attempt is not counted, so
@@ -35,7 +44,9 @@ CREATE INDEX jobs_by_status_created ON jobs (status, created_at);
 CREATE INDEX jobs_by_type_created ON jobs (type, created_at);
 
 -- Failure groups: jobs failed for good, by type and error class, with the latest time.
-CREATE INDEX jobs_failed_for_good ON jobs (type, error_class, finished_at)
+-- status and run_at are constant here, but SQLite reads the index alone (covering) only
+-- when it holds every column the query names.
+CREATE INDEX jobs_failed_for_good ON jobs (type, error_class, finished_at, status, run_at)
     WHERE status = 'failed' AND run_at IS NULL;
 
 -- Throughput: jobs finished per minute (completed, failed for good, cancelled).
