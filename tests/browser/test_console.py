@@ -209,3 +209,17 @@ def test_polling_pauses_while_the_tab_is_hidden(console: Console) -> None:
     stamp = console.text("#overview .updated")
     wait_until(lambda: console.text("#overview .updated") != stamp, what="polling again")
     console.screenshot("overview-live-again")
+
+
+def test_the_console_log_check_sees_a_csp_violation(console: Console) -> None:
+    """The no-errors check of every test is meaningful: an inline script (which the
+    console never sends) is refused by the CSP, and that refusal is a SEVERE entry."""
+    console.login()
+    console.get("/ui/jobs")
+    console.driver.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.ran = 1';"
+        "document.body.appendChild(s);"
+    )
+    severe = wait_until(console.severe_logs, what="the CSP refusal in the console log")
+    assert any("Content Security Policy" in entry["message"] for entry in severe), severe
+    assert console.driver.execute_script("return window.ran === undefined")
