@@ -120,6 +120,8 @@ def test_the_cookie_is_secure_on_https(service: FakeService) -> None:
     console = ConsoleClient(service, api_token=TOKEN)
     result = console.post("/ui/login", {"token": TOKEN}, protocol="https")
     assert result.cookies[SESSION_COOKIE].secure
+    proxied = console.post("/ui/login", {"token": TOKEN}, headers={"X-Forwarded-Proto": "https"})
+    assert proxied.cookies[SESSION_COOKIE].secure
 
 
 def test_a_wrong_token_is_refused_and_counted(console: ConsoleClient) -> None:

@@ -142,12 +142,15 @@ class Sessions:
 
 
 def set_session_cookie(req: falcon.Request, resp: falcon.Response, value: str) -> None:
+    """Secure when the request came over https, also as a TLS-terminating proxy says it
+    (`X-Forwarded-Proto`/`Forwarded`): trusting that header can only make the cookie
+    stricter, never looser."""
     resp.set_cookie(
         SESSION_COOKIE,
         value,
         max_age=int(SESSION_TTL),
         path="/",
-        secure=req.scheme == "https",
+        secure="https" in (req.scheme, req.forwarded_scheme),
         http_only=True,
         same_site="Strict",
     )
