@@ -19,7 +19,10 @@ from pathlib import Path
 
 from benchmarks.common import PYTHON, child_env, free_port, spawn, stop, wait_until
 from benchmarks.peers import SESSION
-from workstream.store.sqlite import COLUMNS, SqliteStore
+from workstream.jobs.model import Job, JobStatus
+from workstream.store.sqlite import SqliteStore
+from workstream.store.sqlite.codec import insert_params
+from workstream.store.sqlite.queries import SQL
 
 JOB_TYPE = "bench_noop"
 
@@ -32,15 +35,26 @@ def preload(path: Path, count: int, job_type: str = JOB_TYPE) -> float:
     store.close()
     conn = sqlite3.connect(path, isolation_level=None)
     now = time.time()
-    payload = "{}"
-    sql = f"INSERT INTO jobs ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    payload: dict[str, object] = {}
+    # The store's own statement and row codec: every column, whatever columns there are.
+    sql = SQL["insert"]
     conn.execute("BEGIN IMMEDIATE")
     for start in range(0, count, 50_000):
         rows = [
-            (str(uuid.uuid4()), job_type, payload, "pending", 0, 0, 3, None, None,
-             now, now, None, None, now, None, None, None, None)
+            insert_params(
+                Job(
+                    id=str(uuid.uuid4()),
+                    type=job_type,
+                    payload=payload,
+                    status=JobStatus.PENDING,
+                    max_retries=3,
+                    created_at=now,
+                    updated_at=now,
+                    run_at=now,
+                )
+            )
             for _ in range(start, min(count, start + 50_000))
-        ]  # fmt: skip
+        ]
         conn.executemany(sql, rows)
     conn.execute("COMMIT")
     conn.close()  # the last connection checkpoints the WAL into the file
