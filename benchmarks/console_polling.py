@@ -19,47 +19,19 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import sqlite3
 import statistics
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from benchmarks import record
 from benchmarks.common import NotRun, percentile
 from benchmarks.workloads import _wait_records
-from benchmarks.wsrun import JOB_TYPE, Server, count_status
-from workstream.store.sqlite import COLUMNS, SqliteStore
+from benchmarks.wsrun import Server, count_status, preload
 
 POLL_INTERVAL = 3.0
 FRAGMENT = "/ui/fragments/overview"
-
-
-def preload(path: Path, count: int) -> None:
-    """Store `count` pending, due no-op jobs, as `POST /jobs` stores them, whatever columns
-    the schema has (every column not named here is NULL)."""
-    store = SqliteStore(path)
-    store.open()  # creates and migrates the schema
-    store.close()
-    columns = [name.strip() for name in COLUMNS.split(",")]
-    now = time.time()
-    fixed = {"type": JOB_TYPE, "payload": "{}", "status": "pending", "attempts": 0,
-             "retry_base": 0, "max_retries": 3, "created_at": now, "updated_at": now,
-             "run_at": now}  # fmt: skip
-    marks = ", ".join("?" for _ in columns)
-    sql = f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks})"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    for start in range(0, count, 50_000):
-        rows = [
-            tuple(fixed.get(name, str(uuid.uuid4()) if name == "id" else None) for name in columns)
-            for _ in range(start, min(count, start + 50_000))
-        ]
-        conn.executemany(sql, rows)
-    conn.execute("COMMIT")
-    conn.close()
 
 
 class Poller(threading.Thread):
