@@ -10,7 +10,12 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: serve test lint bench bench-quick clean
 
+# The browser tests (tests/browser) drive Debian's headless Chromium through chromedriver.
+CHROMEDRIVER ?= /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 $(STAMP): pyproject.toml
+	[ -x $(CHROMEDRIVER) ] || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools
 	$(BIN)/pip install --quiet -e '.[dev]'

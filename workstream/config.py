@@ -254,6 +254,18 @@ SETTINGS: tuple[Setting, ...] = (
         duration_or_zero,
         "a due job waiting longer than this starts as if it had the top priority (0s: never)",
     ),
+    Setting(
+        "console",
+        True,
+        boolean,
+        "serve the operator's console at GET / and /ui/ (false: those paths answer 404)",
+    ),
+    Setting(
+        "console_read_only",
+        False,
+        boolean,
+        "the console shows everything but offers no action, and refuses them with 403",
+    ),
 )
 # Tables of the config file that the core reads (the others are extensions' sections):
 # `[types.<job type>]` sets max_concurrency, concurrency_key and rate_limit of a type.
@@ -303,6 +315,8 @@ class Settings:
     http_channel_timeout: float = 30.0
     request_timeout: float = 10.0
     priority_aging: float = 300.0
+    console: bool = True
+    console_read_only: bool = False
     # Where extensions read their own sections (`ExtensionContext.settings`): the config
     # file's tables that are not core settings, and the environment the settings came from.
     config_tables: Mapping[str, Mapping[str, Any]] = field(

@@ -292,6 +292,8 @@ class System:
             host=settings.host,
             clock=self.clock,
             schedules=self.scheduling,
+            console=settings.console,
+            console_read_only=settings.console_read_only,
         )
         self.http = HttpServer(
             app,

@@ -61,6 +61,8 @@ LIBRARY_HOMES = {
     "prometheus_client": ("metrics.py",),
     "psycopg": ("store/postgres",),
     "psycopg_pool": ("store/postgres",),
+    "jinja2": ("http/console/",),
+    "markupsafe": ("http/console/",),
 }
 
 # Modules that define an actor: none of them imports another (messages live apart).

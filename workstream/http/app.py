@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import falcon
 
 from workstream.http.body import MAX_BODY_BYTES
+from workstream.http.console import console_guard, mount_console
 from workstream.http.errors import register_error_handlers
 from workstream.http.hosts import HostCheckMiddleware
 from workstream.http.middleware import (
@@ -47,6 +49,8 @@ def create_app(
     host: str | None = None,
     clock: Callable[[], float] = time.time,
     schedules: ScheduleProvider | None = None,
+    console: bool = False,
+    console_read_only: bool = False,
 ) -> falcon.App:
     """The WSGI application of the API in SPEC section 4.
 
@@ -59,13 +63,24 @@ def create_app(
     `routes` are extensions' resources (under `/ext/<name>`), served with the same
     middleware and error handling as the API. `clock` dates the API description (the
     bound of `run_at`). `schedules` is the scheduler's view: `GET /schedules` and
-    `POST /schedules/{name}/run` (absent: no schedules).
+    `POST /schedules/{name}/run` (absent: no schedules). With `console`, the operator's
+    console is served at `/` and under `/ui/` (`workstream.http.console`, docs/console.md;
+    read-only with `console_read_only`).
     """
-    guard = (
+    guard: Any = (
         TokenAuthMiddleware(api_token, on_failure=on_auth_failure)
         if api_token
         else HostCheckMiddleware(host)
     )
+    console_middleware = None
+    if console:
+        guard = console_middleware = console_guard(
+            guard,
+            api_token=api_token,
+            read_only=console_read_only,
+            on_auth_failure=on_auth_failure,
+            clock=clock,
+        )
     app = falcon.App(middleware=[RequestIdMiddleware(), guard])
     register_error_handlers(app)
 
@@ -97,4 +112,14 @@ def create_app(
     app.add_route("/openapi.json", OpenApiResource(document))
     for path, resource in routes:
         app.add_route(path, resource)
+    if console_middleware is not None:
+        mount_console(
+            app,
+            service,
+            console_middleware,
+            api_token=api_token,
+            on_auth_failure=on_auth_failure,
+            clock=clock,
+            schedules=schedules,
+        )
     return app
