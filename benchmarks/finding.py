@@ -99,10 +99,14 @@ class StoreReads:
     def job_types(self) -> list[str]:
         return list(TYPES)
 
+    def types(self) -> dict[str, dict[str, int]]:
+        """What `Gateway.types` reads: every type's counts by status (a scan)."""
+        return self.store.counts_by_type()
+
     def cancel(self, job_id: str) -> Job:
         raise NotImplementedError("reads only")
 
-    retry = cancel
+    retry = pause_type = resume_type = cancel
 
 
 def generate(count: int, now: float, seed: int = 14) -> Iterator[Job]:
@@ -266,6 +270,7 @@ def measure(store: Any, runs: int, now: float, count: int) -> list[tuple[str, fl
             f"counts by type, capped at {cap:,}",
             lambda: [store.count(JobFilter(job_type=t), cap) for t in TYPES],
         ),
+        ("counts by type and status (GET /types: a scan)", lambda: store.counts_by_type()),
         ("failure groups", lambda: service.failure_groups(50)),
         ("throughput, 60 minutes", lambda: service.throughput(60)),
         (
