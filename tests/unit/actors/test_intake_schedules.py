@@ -139,3 +139,64 @@ def test_purge_keeps_jobs_not_old_enough_or_kept_for_ever(cutoff: float | None) 
     ).answers
     assert purged.deleted == [] and not purged.more
     assert len(book.store.all_jobs()) == 1
+
+
+class _CountingTransactions:
+    """The memory store, recording when each transaction counts the delayed jobs."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.counted: list[float] = []
+        self._real = store.transaction
+        store.transaction = self._transaction  # type: ignore[method-assign]
+
+    def _transaction(self) -> Any:
+        counted = self.counted
+        real = self._real()
+
+        class Tx:
+            def __enter__(self) -> Any:
+                inner = real.__enter__()
+
+                class Counting:
+                    def __getattr__(self, name: str) -> Any:
+                        return getattr(inner, name)
+
+                    def count_scheduled(self, now: float, limit: int) -> int:
+                        counted.append(now)
+                        return int(inner.count_scheduled(now, limit))
+
+                return Counting()
+
+            def __exit__(self, *exc: Any) -> Any:
+                return real.__exit__(*exc)
+
+        return Tx()
+
+
+def test_far_below_the_cap_the_delayed_jobs_are_not_counted_at_every_commit() -> None:
+    book = Book(max_scheduled=100)
+    watch = _CountingTransactions(book.store)
+    ten_later = [JobSpec("echo", run_at=T0 + 600) for _ in range(10)]
+
+    def submit(at: float) -> Any:
+        [(_, _, error)] = book.run(Create(ten_later, NO_REPLY), now=at).answers
+        return error
+
+    for step in range(9):  # 90 delayed jobs in 0.8 s: counted once, then estimated
+        assert submit(T0 + step / 10) is None
+    assert watch.counted == [T0]
+    assert submit(T0 + 0.85) is None  # past 90% of the cap: counted exactly (90), fits
+    assert isinstance(submit(T0 + 0.9), ScheduledJobsFull)  # counted: 100 + 10 > 100
+    assert watch.counted == [T0, T0 + 0.85, T0 + 0.9]
+    assert len([job for job in book.store.all_jobs() if job.run_at == T0 + 600]) == 100
+
+
+def test_the_delayed_jobs_are_counted_again_after_a_second() -> None:
+    book = Book(max_scheduled=1000)
+    watch = _CountingTransactions(book.store)
+    later = [JobSpec("echo", run_at=T0 + 600)]
+    for at in (T0, T0 + 0.5, T0 + 1.0, T0 + 1.2, T0 + 2.5):
+        [(_, _, error)] = book.run(Create(later, NO_REPLY), now=at).answers
+        assert error is None
+    assert watch.counted == [T0, T0 + 1.0, T0 + 2.5]
