@@ -99,9 +99,18 @@ class StoreReads:
     def job_types(self) -> list[str]:
         return list(TYPES)
 
-    def types(self) -> dict[str, dict[str, int]]:
-        """What `Gateway.types` reads: every type's counts by status (a scan)."""
-        return self.store.counts_by_type()
+    def types(self, count_cap: int | None = None) -> Any:
+        """What `Gateway.types` reads: every type's counts by status (a scan), or with
+        `count_cap` the capped, index-backed counts the console asks for."""
+        if count_cap is None:
+            return self.store.counts_by_type()
+        return {
+            name: {
+                status.value: self.store.count(JobFilter(status=status, job_type=name), count_cap)
+                for status in (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.FAILED)
+            }
+            for name in TYPES
+        }
 
     def cancel(self, job_id: str) -> Job:
         raise NotImplementedError("reads only")
@@ -271,6 +280,15 @@ def measure(store: Any, runs: int, now: float, count: int) -> list[tuple[str, fl
             lambda: [store.count(JobFilter(job_type=t), cap) for t in TYPES],
         ),
         ("counts by type and status (GET /types: a scan)", lambda: store.counts_by_type()),
+        (
+            "console overview's data (capped counts, types, throughput, oldest due)",
+            lambda: (
+                [store.count(JobFilter(status=s), cap) for s in JobStatus],
+                service.types(1_000),
+                service.throughput(60),
+                store.list(JobFilter(status=JobStatus.PENDING, order="oldest", limit=50)),
+            ),
+        ),
         ("failure groups", lambda: service.failure_groups(50)),
         ("throughput, 60 minutes", lambda: service.throughput(60)),
         (

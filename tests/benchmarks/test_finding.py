@@ -18,7 +18,7 @@ def test_the_finding_benchmark_reports_every_filter_and_summary(tmp_path: Path) 
 
     rows = json.loads(figures.read_text())["sqlite"]
     names = [row[0] for row in rows]
-    assert len(names) == len(set(names)) == 25
+    assert len(names) == len(set(names)) == 26
     assert all(row[1] >= 0 for row in rows)
     listed = {row[0]: row[3] for row in rows if row[0].startswith("GET /jobs")}
     assert listed["GET /jobs newest first (no filter)"] == "100 jobs"

@@ -91,3 +91,14 @@ def test_out_of_range_requests_are_refused(start_engine: EngineFactory, call: An
     engine, _ = start_engine([])
     with pytest.raises(InvalidRequest):
         call(engine.jobs)
+
+
+def test_type_counts_capped_for_the_console(start_engine: EngineFactory) -> None:
+    engine, _ = start_engine([Handler("later", lambda payload, job: None)])
+    soon = engine.clock() + 3600  # delayed: they stay pending
+    specs = [JobSpec("later", run_at=soon) for _ in range(5)]
+    engine.jobs.submit(specs, batch=True)
+    [exact] = [t for t in engine.jobs.types() if t.name == "later"]
+    [capped] = [t for t in engine.jobs.types(count_cap=3) if t.name == "later"]
+    assert exact.counts.get("pending") == 5
+    assert capped.counts == {"pending": 3, "processing": 0, "failed": 0}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from workstream.actors.dispatcher_messages import DispatcherStatus
@@ -182,3 +184,15 @@ def test_each_type_shows_paused_and_its_limits() -> None:
         "rate_limit": "10/m",
     }
     assert types["echo"]["paused"] is False
+
+
+def test_a_snapshot_without_counts_reads_no_job_count() -> None:
+    class NoCounting(Source):
+        def count_jobs(self) -> Any:
+            raise AssertionError("a snapshot without counts counted the jobs")
+
+    metrics = Metrics()
+    metrics.bind(NoCounting())
+    snapshot = metrics.snapshot(counts=False)
+    assert not {"queue_size", "jobs_in_progress", "jobs_by_status"} & set(snapshot)
+    assert (snapshot["busy_workers"], snapshot["workers"]) == (2, 10)

@@ -44,7 +44,7 @@ from workstream.jobs.listing import (
     minute_window,
     per_minute,
 )
-from workstream.jobs.model import Job
+from workstream.jobs.model import Job, JobStatus
 from workstream.jobs.schedules import FiredSlot, ScheduleSlot
 from workstream.jobs.service import Health, Submission
 from workstream.jobs.spec import JobSpec
@@ -52,11 +52,13 @@ from workstream.jobs.types import TypeControl, TypeState
 from workstream.store.base import Counts
 from workstream.units import json_problem, shorten
 
+# What `types(count_cap=...)` counts per type: what a console shows, never the finished.
+CAPPED_TYPE_COUNTS = (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.FAILED)
 STATUS_TIMEOUT = 2.0  # a scrape of /metrics waits at most this long for busy workers
 
 
 class MetricsView(Protocol):
-    def snapshot(self) -> dict[str, Any]: ...
+    def snapshot(self, counts: bool = True) -> dict[str, Any]: ...
 
     def exposition(self) -> tuple[str, bytes]: ...
 
@@ -165,13 +167,23 @@ class Gateway:
 
     # -- reads --------------------------------------------------------------------------
 
-    def types(self) -> builtins.list[TypeState]:
+    def types(self, count_cap: int | None = None) -> builtins.list[TypeState]:
         store = self._system.store
         controls = store.type_controls()
-        counts = store.counts_by_type()
+        names = self._system.handlers.types()
+        if count_cap is None:
+            counts = store.counts_by_type()
+        else:  # index-backed, each count stopping at the cap
+            counts = {
+                name: {
+                    status.value: store.count(JobFilter(status=status, job_type=name), count_cap)
+                    for status in CAPPED_TYPE_COUNTS
+                }
+                for name in names
+            }
         return [
             self._type_state(name, controls.get(name) or TypeControl(name), counts)
-            for name in self._system.handlers.types()
+            for name in names
         ]
 
     def _type_state(
@@ -291,8 +303,8 @@ class Gateway:
             details["worker_processes_crash_looping"] = looping
         return Health(True, "ok", details)
 
-    def stats(self) -> dict[str, Any]:
-        return self._metrics.snapshot()
+    def stats(self, counts: bool = True) -> dict[str, Any]:
+        return self._metrics.snapshot(counts)
 
     def metrics_text(self) -> tuple[str, bytes]:
         return self._metrics.exposition()

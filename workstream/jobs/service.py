@@ -89,16 +89,19 @@ class JobService(Protocol):
         """The job types with a registered handler, sorted; fixed once the server has
         started (the API description lists them)."""
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, counts: bool = True) -> dict[str, Any]:
         """The JSON form of /metrics: at least total_jobs_created, jobs_completed,
-        jobs_failed, jobs_retried, jobs_in_progress, queue_size."""
+        jobs_failed, jobs_retried, jobs_in_progress, queue_size. Without `counts`, the
+        job counts (jobs_in_progress, queue_size, jobs_by_status: a scan) are left out."""
 
     def metrics_text(self) -> tuple[str, bytes]:
         """(content type, body) of the Prometheus text exposition."""
 
-    def types(self) -> builtins.list[TypeState]:
+    def types(self, count_cap: int | None = None) -> builtins.list[TypeState]:
         """Every job type with a registered handler, sorted by name: paused or not, its
-        limits, its running jobs and its jobs by status (docs/scheduling.md)."""
+        limits, its running jobs and its jobs by status (docs/scheduling.md). Without
+        `count_cap`, every status is counted exactly (a scan of the jobs); with it, only
+        pending, processing and failed, each stopping at `count_cap` (index-backed)."""
 
     def pause_type(self, name: str) -> TypeState:
         """Stop starting jobs of `name` on every node (stored; submissions are still

@@ -259,7 +259,7 @@ class FakeService:
             counts=counts,
         )
 
-    def types(self) -> list[TypeState]:
+    def types(self, count_cap: int | None = None) -> list[TypeState]:
         self._check_available()
         return [self._type_state(name) for name in sorted(self.known_types)]
 
@@ -276,7 +276,7 @@ class FakeService:
     def resume_type(self, name: str) -> TypeState:
         return self._set_paused(name, False)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, counts: bool = True) -> dict[str, Any]:
         self._check_available()
         by_status = {status: 0 for status in JobStatus}
         for job in self._jobs.values():

@@ -440,7 +440,7 @@ class TypedService(FakeService):
         super().__init__()
         self.paused: set[str] = set()
 
-    def types(self) -> list[Any]:
+    def types(self, count_cap: int | None = None) -> list[Any]:
         return [
             SimpleNamespace(
                 name=name,

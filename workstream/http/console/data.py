@@ -29,6 +29,7 @@ from workstream.jobs.service import JobService
 PAGE_SIZE = 50
 BATCH_SIZE = 200  # jobs acted on per request step of a bulk action
 COUNT_CAP = 10_000  # counts past this show as "10000+"
+TYPE_COUNT_CAP = 1_000  # per type and status (three statuses x every type): "1000+"
 SCAN_CAP = 10_000  # jobs read to count a filter the store cannot apply (error class)
 NO_CLASS = "-"  # the error_class parameter of failures with no error class
 
@@ -159,7 +160,9 @@ class ConsoleData:
     # -- reading ----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return self.service.stats()
+        """The /metrics figures without its job counts (a scan of every job): the console
+        counts with caps instead (`count_status`)."""
+        return self.service.stats(counts=False)
 
     def health(self) -> Any:
         return self.service.health()
@@ -217,7 +220,7 @@ class ConsoleData:
         """Each job type's state: from `types()` when the service has it, else the
         registered types with their live counts."""
         if self.has("types"):
-            return [_as_dict(state) for state in self._call("types")]
+            return [_as_dict(state) for state in self._call("types", TYPE_COUNT_CAP)]
         rows = []
         for name in self.service.job_types():
             counts = {

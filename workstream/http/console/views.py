@@ -249,12 +249,14 @@ class OverviewResource:
     def overview(self) -> dict[str, Any]:
         data = self.console.data
         stats = data.stats()
+        # Capped, index-backed counts: the /metrics status counts scan every job.
+        by_status = {status.value: data.count_status(status.value) for status in JobStatus}
         throughput = data.throughput(60)
         types = data.types()
         peak = max((m.completed + m.failed for m in throughput or ()), default=0)
         return {
             "stats": stats,
-            "by_status": stats.get("jobs_by_status") or {},
+            "by_status": by_status,
             "health": data.health(),
             "throughput": throughput,
             "peak": peak,
