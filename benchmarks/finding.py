@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 import falcon.testing
 
 from workstream.http.app import create_app
+from workstream.http.console.data import TYPE_COUNT_CAP
 from workstream.jobs.limits import PAGE_BYTES
 from workstream.jobs.listing import (
     FailureGroup,
@@ -284,7 +285,7 @@ def measure(store: Any, runs: int, now: float, count: int) -> list[tuple[str, fl
             "console overview's data (capped counts, types, throughput, oldest due)",
             lambda: (
                 [store.count(JobFilter(status=s), cap) for s in JobStatus],
-                service.types(1_000),
+                service.types(TYPE_COUNT_CAP),
                 service.throughput(60),
                 store.list(JobFilter(status=JobStatus.PENDING, order="oldest", limit=50)),
             ),

@@ -29,7 +29,7 @@ from workstream.jobs.service import JobService
 PAGE_SIZE = 50
 BATCH_SIZE = 200  # jobs acted on per request step of a bulk action
 COUNT_CAP = 10_000  # counts past this show as "10000+"
-TYPE_COUNT_CAP = 1_000  # per type and status (three statuses x every type): "1000+"
+TYPE_COUNT_CAP = 100  # per type and status (three statuses x every type): "100+"
 SCAN_CAP = 10_000  # jobs read to count a filter the store cannot apply (error class)
 NO_CLASS = "-"  # the error_class parameter of failures with no error class
 
