@@ -220,7 +220,11 @@ class ConsoleData:
         """Each job type's state: from `types()` when the service has it, else the
         registered types with their live counts."""
         if self.has("types"):
-            return [_as_dict(state) for state in self._call("types", TYPE_COUNT_CAP)]
+            rows = [_as_dict(state) for state in self._call("types", TYPE_COUNT_CAP)]
+            for row in rows:  # a count at the cap means "at least": shown as "100+"
+                counts = row.get("counts") or {}
+                row["counts"] = {k: (v, v >= TYPE_COUNT_CAP) for k, v in counts.items()}
+            return rows
         rows = []
         for name in self.service.job_types():
             counts = {
