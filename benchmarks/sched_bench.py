@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import statistics
 
-from benchmarks import record
 from benchmarks.common import NotRun, Result
-from benchmarks.workloads import Session, _wait_records
-from benchmarks.wsrun import Server, count_status, preload
+from benchmarks.workloads import Session, drain_workstream
 
 PLAIN = "WorkStream (SQLite), no scheduling"
 LIMITS = "WorkStream (SQLite), concurrency and rate limits"
@@ -25,28 +23,8 @@ SCHED = "WorkStream (SQLite), priorities + concurrency and rate limits"
 
 
 def _drain(session: Session, count: int, job_type: str, spread: bool) -> float:
-    folder = session.fresh(f"ws-sched-{job_type}")
-    records = folder / "records"
-    records.mkdir()
-    preload(
-        folder / "workstream.db",
-        count,
-        job_type,
-        priority=(lambda index: index % 10) if spread else (lambda index: 5),
-    )
-    server = Server(folder, records)
-    started = server.start()
-    try:
-        _wait_records(records, count, [server.proc], session.plan.drain_timeout, server.log)
-    finally:
-        code = server.stop()
-    rows = record.read(records)
-    completed = count_status(server.db, "completed")
-    if len(rows) != count or completed != count:
-        raise NotRun(f"count mismatch: {len(rows)} run, {completed} completed of {count}")
-    if code != 0:
-        raise NotRun(f"workstream serve exited with {code}")
-    return count / (max(row[2] for row in rows) - started)
+    priority = (lambda index: index % 10) if spread else (lambda index: 5)
+    return drain_workstream(session, count, job_type, priority)
 
 
 def run_sched(session: Session) -> None:

@@ -135,11 +135,17 @@ def _wait_records(folder: Path, count: int, procs: list, timeout: float, log: Pa
         raise NotRun(f"only {record.count(folder)} of {count} jobs done in {timeout:.0f}s")
 
 
-def drain_workstream(session: Session, count: int) -> float:
-    folder = session.fresh("ws-drain")
+def drain_workstream(
+    session: Session,
+    count: int,
+    job_type: str = JOB_TYPE,
+    priority: Callable[[int], int] = lambda index: 5,
+) -> float:
+    """Jobs/s of a server draining `count` preloaded jobs of `job_type`."""
+    folder = session.fresh(f"ws-drain-{job_type}")
     records = folder / "records"
     records.mkdir()
-    preload(folder / "workstream.db", count)
+    preload(folder / "workstream.db", count, job_type, priority)
     server = Server(folder, records)
     started = server.start()
     try:
