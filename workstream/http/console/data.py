@@ -1,9 +1,8 @@
 """What the console reads and does, through the `JobService` port only.
 
-Type state (pause, limits) and schedules come from service methods that not every
-server has (an extension provides the schedules): `ConsoleData` asks for those by name and
-a page shows "not available" for a missing one instead of failing. Every method here
-returns plain values that the templates render.
+Schedules come from the scheduler extension, which not every server loads: `ConsoleData`
+asks for them by name, and a page says so when there are none instead of failing. Every
+method here returns plain values that the templates render.
 """
 
 from __future__ import annotations
@@ -217,21 +216,11 @@ class ConsoleData:
         return list(self.service.throughput(minutes))
 
     def types(self) -> list[dict[str, Any]]:
-        """Each job type's state: from `types()` when the service has it, else the
-        registered types with their live counts."""
-        if self.has("types"):
-            rows = [_as_dict(state) for state in self._call("types", TYPE_COUNT_CAP)]
-            for row in rows:  # a count at the cap means "at least": shown as "100+"
-                counts = row.get("counts") or {}
-                row["counts"] = {k: (v, v >= TYPE_COUNT_CAP) for k, v in counts.items()}
-            return rows
-        rows = []
-        for name in self.service.job_types():
-            counts = {
-                status: self.count_status(status, name)
-                for status in ("pending", "processing", "failed")
-            }
-            rows.append({"name": name, "paused": None, "counts": counts})
+        """Each job type's state, its counts capped (`types(count_cap=...)`)."""
+        rows = [_as_dict(state) for state in self.service.types(TYPE_COUNT_CAP)]
+        for row in rows:  # a count at the cap means "at least": shown as "100+"
+            counts = row.get("counts") or {}
+            row["counts"] = {k: (v, v >= TYPE_COUNT_CAP) for k, v in counts.items()}
         return rows
 
     def schedules(self) -> list[dict[str, Any]] | None:

@@ -458,8 +458,6 @@ class TypeActionResource:
         data = self.console.data
         if action not in ("pause", "resume"):
             raise NotFound(f"no action {action[:40]!r} on a type")
-        if not data.has("pause_type"):
-            raise NotFound("pausing a type is not available on this server")
         data.pause_type(name, action == "pause")
         self.console.log_action(req, f"{action}_type", job_type=name)
         raise falcon.HTTPSeeOther("/ui/types")
