@@ -76,6 +76,7 @@ class Dispatcher(pykka.ThreadingActor):
         clock: Callable[[], float],
         schedule: Schedule | None = None,
         held: bool = False,
+        handing_out: threading.Event | None = None,
     ) -> None:
         super().__init__()
         self._registry = registry
@@ -88,6 +89,11 @@ class Dispatcher(pykka.ThreadingActor):
         self._accepting = True
         # Held at start-up until `StartHandout`: recovery and the extensions come first.
         self._handing_out = not held
+        # The same, for the Workers: while set, a slot freed by an outcome may claim its
+        # next job with that outcome, not through here (finish-and-claim).
+        self.handing_out_flag = handing_out or threading.Event()
+        if self._handing_out:
+            self.handing_out_flag.set()
         self._maybe_due = True  # jobs may be due: claim when workers are idle
         self._claiming = False
         # A wake-up came while a claim was in flight: that claim may have read the queue
@@ -127,7 +133,7 @@ class Dispatcher(pykka.ThreadingActor):
             # The parked claim asked for fewer slots than are idle now: once it is back,
             # claim (and park) again for all of them.
             self._woken_while_claiming = True
-        if self._held:
+        if self._held or message.look:
             self._note_due()
         self._pump()
 
@@ -261,11 +267,13 @@ class Dispatcher(pykka.ThreadingActor):
         if not self._accepting:
             return  # shutdown began first: hand-out stays stopped
         self._handing_out = True
+        self.handing_out_flag.set()
         self._pump()
 
     def _stop_handout(self, message: StopHandout) -> None:
         self._accepting = False
         self._handing_out = False
+        self.handing_out_flag.clear()
         self._unpark()  # what it takes now goes back (`Release`): nothing starts
         self._all_idle = message.all_idle
         if self._busy == 0:

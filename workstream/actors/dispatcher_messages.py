@@ -13,10 +13,13 @@ from workstream.actors.replies import Reply
 
 @dataclass(frozen=True, slots=True)
 class WorkerIdle:
-    """This slot of this Worker can take a job now."""
+    """This slot of this Worker can take a job now. `look`: the claim its Worker made for
+    it came back short (finish-and-claim); the Dispatcher claims for it all the same, so
+    that a claim is parked for the idle slots and learns when delayed work is due."""
 
     worker: pykka.ActorRef[Any]
     slot: int = 0
+    look: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,8 +176,10 @@ class JobLedger:
             next_run_at = tx.next_run_at(now)
             if wake_at is not None:  # a rate window's end, a RateLimited hold's end
                 next_run_at = wake_at if next_run_at is None else min(next_run_at, wake_at)
-        if self._parked is not None and self._parked is not command:
-            # One claim in flight at a time: an older parked claim is answered, not lost.
+        if self._parked is not None and command.parked is not None and self._parked is not command:
+            # One parking claim (the Dispatcher's) in flight at a time: an older parked
+            # claim is answered, not lost. A Worker's claim (finish-and-claim) never parks
+            # and leaves the parked one in place.
             batch.answers.append((self._parked.reply, Claimed([], next_run_at, held), None))
             self._parked = None
         if not claimed and command.parked is not None:
@@ -187,7 +189,8 @@ class JobLedger:
                 batch.answers.append((command.parked, Claimed([], next_run_at, held), None))
                 self._parked, self._parked_said = command, next_run_at
             return _PARKED
-        self._parked = None
+        if self._parked is command:
+            self._parked = None
         return Claimed(claimed, next_run_at, held)
 
     def _unpark(self, command: Unpark, tx: Transaction, batch: Batch) -> None:

@@ -2,7 +2,11 @@
 
 Jobs go down per slot (`Run(job, slot)`) in batches: the first `Run` into an empty outbox
 makes the actor tell itself `FlushRuns`. A reader thread turns the child's frames into
-tells; each `done` is a `Finish` to the Registry, and the slot is offered again. Deadlines
+tells; each `done` is a `Finish` to the Registry. The slots those outcomes free ask the
+Registry for their next jobs in the same message batch (`Claim`, answered here: `Handed`),
+so under load a job's end and the next job's claim share a transaction and no Dispatcher
+round trip; slots the claim leaves empty are offered to the Dispatcher (`WorkerIdle`), which
+parks a claim for them. Only while `handing_out` is set (the Dispatcher's). Deadlines
 live here (monotonic): past a timeout the attempt fails, the child is stopped and replaced,
 its other attempts go back uncounted (`Release`). A child that dies fails exactly the
 attempts it held. While no child can take jobs, its slots are closed (`SlotClosed`).
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,16 +32,18 @@ from workstream.actors.process_worker_messages import (
     ChildExited,
     ChildFrames,
     FlushRuns,
+    Handed,
     KillChild,
     Respawn,
     Settled,
 )
-from workstream.actors.registry_messages import Finish, Outcome, Release
-from workstream.actors.replies import Reply, answer
+from workstream.actors.registry_messages import Claim, Claimed, Finish, Outcome, Release
+from workstream.actors.replies import Callback, Reply, answer
 from workstream.actors.worker_messages import Run
 from workstream.errors import ConfigError
 from workstream.handlers import HandlerTable
 from workstream.jobs import attempts
+from workstream.jobs.model import Job
 from workstream.proc import journal, wire
 from workstream.proc.frames import encode_all
 from workstream.proc.process import ChildProcess, describe_exit
@@ -87,6 +94,7 @@ class ProcessWorker(pykka.ThreadingActor):
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         start_child: Callable[..., ChildProcess] = ChildProcess,
+        handing_out: threading.Event | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -105,6 +113,9 @@ class ProcessWorker(pykka.ThreadingActor):
         self._clock = clock
         self._monotonic = monotonic
         self._start_child = start_child
+        # Set while the Dispatcher hands out jobs: freed slots may then claim their next
+        # jobs with the outcomes that freed them. None: always offered to the Dispatcher.
+        self._handing_out = handing_out
         self._child: ChildProcess | None = None
         self._generation = 0
         self._state = DOWN
@@ -255,12 +266,15 @@ class ProcessWorker(pykka.ThreadingActor):
     def _run(self, message: Run) -> None:
         slot, job = message.slot, message.job
         self._slots.offered.discard(slot)
-        if self._state != READY or slot in self._slots.running:
+        if self._state != READY or slot in self._slots.running or slot in self._slots.claiming:
             # The child went away after this slot was offered: the job goes back uncounted.
             self._registry.tell(Release(job_ids=[job.id], started=False))
-            if slot not in self._slots.running:
+            if slot not in self._slots.running and slot not in self._slots.claiming:
                 self._dispatcher.tell(SlotClosed(self.actor_ref, slot))
             return
+        self._start(slot, job)
+
+    def _start(self, slot: int, job: Job) -> None:
         handler = self._handlers.get(job.type)
         timeout = handler.timeout if handler is not None else None
         self._slots.start(slot, job, self._monotonic(), timeout)
@@ -297,14 +311,56 @@ class ProcessWorker(pykka.ThreadingActor):
             elif op == wire.FATAL:
                 self._fatal = str(frame.get("error"))
         self._maybe_retire()
+        if freed and self._state == READY and self._may_claim():
+            self._claim_next(freed)
+            return
         for slot in freed:
             if self._state == READY:
                 self._offer(slot)
             elif self._state == RETIRING:
                 self._dispatcher.tell(SlotClosed(self.actor_ref, slot))
+        self._retire_when_idle()
+
+    def _retire_when_idle(self) -> None:
         if self._state == RETIRING and not self._slots.busy and self._child is not None:
             self._child.close()  # EOF: it exits, and its exit starts the replacement
             self._later(self._grace, KillChild(self._generation))
+
+    def _may_claim(self) -> bool:
+        return self._handing_out is not None and self._handing_out.is_set()
+
+    def _claim_next(self, slots: list[int]) -> None:
+        """Ask for the freed slots' next jobs right behind their outcomes: the Registry's
+        batch takes both, so one transaction ends those attempts and claims the next."""
+        self._slots.claim(slots)
+        generation, ref = self._generation, self.actor_ref
+
+        def handed(value: Any, error: BaseException | None) -> None:
+            _tell(ref, Handed(generation, slots, value, error))
+
+        self._registry.tell(Claim(len(slots), Callback(handed)))
+
+    def _handed(self, message: Handed) -> None:
+        claimed: Claimed | None = message.claimed
+        jobs = list(claimed.jobs) if claimed is not None else []
+        mine = self._slots.claimed(message.slots) if message.generation == self._generation else []
+        usable = mine if self._state == READY and self._may_claim() else []
+        for slot, job in zip(usable, jobs, strict=False):
+            self._start(slot, job)
+        started = min(len(usable), len(jobs))
+        if jobs[started:]:
+            # The child went away, or hand-out stopped, while the claim was in flight.
+            self._registry.tell(Release(job_ids=[job.id for job in jobs[started:]], started=False))
+        for slot in mine[started:]:
+            if self._state == READY:
+                # The claim came back short: the Dispatcher claims for this slot (and parks
+                # that claim until work comes), as for any idle slot.
+                self._offer(slot, look=True)
+            else:
+                self._dispatcher.tell(SlotClosed(self.actor_ref, slot))
+        if message.error is not None:
+            log.warning("claim failed: %s", message.error, extra={"event": "claim_failed"})
+        self._retire_when_idle()
 
     def _done(self, done: wire.Done) -> list[int]:
         if self._slots.done(done.slot, done.job_id, done.attempt) is None:
@@ -407,9 +463,9 @@ class ProcessWorker(pykka.ThreadingActor):
         )
         self._registry.tell(Finish(outcome))
 
-    def _offer(self, slot: int) -> None:
+    def _offer(self, slot: int, *, look: bool = False) -> None:
         if self._slots.offer(slot):
-            self._dispatcher.tell(WorkerIdle(self.actor_ref, slot))
+            self._dispatcher.tell(WorkerIdle(self.actor_ref, slot, look=look))
 
     def _close_slots(self) -> None:
         """Every slot, running or offered, is closed: the child is going."""
@@ -424,6 +480,7 @@ class ProcessWorker(pykka.ThreadingActor):
     _HANDLERS: dict[type, Callable[..., Any]] = {
         Run: _run,
         FlushRuns: _flush_runs,
+        Handed: _handed,
         ChildFrames: _child_frames,
         ChildExited: _child_exited,
         CheckDeadlines: _check_deadlines,

@@ -63,3 +63,14 @@ class Respawn:
 @dataclass(frozen=True, slots=True)
 class FlushRuns:
     """To itself: write every job waiting to go down, as one batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """The Registry's answer to the claim sent with outcomes (finish-and-claim): the next
+    jobs for `slots`, freed by those outcomes (`claimed` None: the claim failed)."""
+
+    generation: int
+    slots: list[int]
+    claimed: Any
+    error: BaseException | None

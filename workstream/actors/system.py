@@ -125,6 +125,8 @@ class ActorSystem:
         self.workers: list[pykka.ActorRef[Any]] = []
         self.draining = threading.Event()
         self.handout_stopped = threading.Event()  # set once no new job will start
+        # Set by the Dispatcher while it hands out jobs; read by the Workers (finish-and-claim).
+        self._handing_out = threading.Event()
         self.recovered = 0
         self._new_id = new_id
         self._policy = retry_policy
@@ -165,6 +167,7 @@ class ActorSystem:
             clock=self.clock,
             schedule=self.ticker.at,
             held=True,  # until `open()`: no job starts before recovery and the extensions
+            handing_out=self._handing_out,
         )
         # Told first: it starts work, and a job's start should not wait for its
         # `job_created` log line and metrics (published on the Registry's thread).
@@ -235,6 +238,7 @@ class ActorSystem:
                     max_jobs=tuning.worker_max_jobs,
                     max_memory=tuning.worker_max_memory,
                     clock=self.clock,
+                    handing_out=self._handing_out,
                 )
             )
         for ref in self.workers:

@@ -1,5 +1,6 @@
 """A worker process's K slots as its supervisor books them: which are offered to the
-Dispatcher, which run which attempt since when, and which have passed their timeout.
+Dispatcher, which wait for the claim their last outcome went with, which run which attempt
+since when, and which have passed their timeout.
 Plain bookkeeping, so the supervising actor stays about decisions."""
 
 from __future__ import annotations
@@ -21,17 +22,29 @@ class Slots:
         self.count = count
         self.running: dict[int, Running] = {}
         self.offered: set[int] = set()
+        # Freed slots whose next job was asked of the Registry with the outcome that freed
+        # them (finish-and-claim): neither offered to the Dispatcher nor running.
+        self.claiming: set[int] = set()
 
     @property
     def busy(self) -> int:
         return len(self.running)
 
     def offer(self, slot: int) -> bool:
-        """Mark `slot` offered; False if it is already offered or running."""
-        if slot in self.offered or slot in self.running:
+        """Mark `slot` offered; False if it is already offered, claiming or running."""
+        if slot in self.offered or slot in self.claiming or slot in self.running:
             return False
         self.offered.add(slot)
         return True
+
+    def claim(self, slots: list[int]) -> None:
+        self.claiming.update(slots)
+
+    def claimed(self, slots: list[int]) -> list[int]:
+        """Of `slots` (a claim's), those still waiting for it: not withdrawn meanwhile."""
+        mine = [slot for slot in slots if slot in self.claiming]
+        self.claiming.difference_update(mine)
+        return mine
 
     def start(self, slot: int, job: Job, now: float, timeout: float | None) -> None:
         self.offered.discard(slot)
@@ -54,12 +67,13 @@ class Slots:
         )
 
     def withdraw(self) -> list[int]:
-        """Every offered slot, no longer offered (the child takes no new job)."""
-        slots, self.offered = sorted(self.offered), set()
+        """Every slot offered or claiming, neither any more (the child takes no new job)."""
+        slots = sorted(self.offered | self.claiming)
+        self.offered, self.claiming = set(), set()
         return slots
 
     def clear(self) -> list[tuple[int, Running]]:
         """Forget everything (the child is gone); returns what was running."""
         running = sorted(self.running.items())
-        self.running, self.offered = {}, set()
+        self.running, self.offered, self.claiming = {}, set(), set()
         return running

@@ -362,3 +362,35 @@ def test_a_poke_runs_the_parked_claim_which_stays_parked_if_it_finds_nothing(rig
         tx.insert(make_job("due-elsewhere", run_at=rig.clock()))
     [claimed] = answered(rig.flush(Unpark(answer=False)), claim)
     assert [job.id for job in claimed.jobs] == ["due-elsewhere"]
+
+
+def test_a_workers_claim_with_its_outcome_leaves_the_parked_claim_parked(rig: Rig) -> None:
+    """Finish-and-claim: a Worker's claim (no `parked`) shares the batch of the outcome
+    that freed its slot, and neither answers nor displaces the Dispatcher's parked claim,
+    which still takes the next submission in the commit that stores it."""
+    rig.flush(Create([JobSpec("echo")], NO_REPLY))
+    first = Reply()
+    [claimed] = answered(rig.flush(Claim(1, first)), first)
+    [job] = claimed.jobs
+    parking, parked = Reply(), Reply()
+    rig.flush(Claim(1, parking, parked=parked))  # another idle slot: nothing due, parks
+    done = Outcome(job.id, job.attempts, OWNER, "worker-1.0", 0.1)
+    again = Reply()
+    settled = rig.flush(Finish(done), Claim(1, again))
+    assert rig.status(job.id) is JobStatus.COMPLETED
+    assert [value.jobs for value in answered(settled, again)] == [[]]
+    assert answered(settled, parking) == []
+    settled = rig.flush(Create([JobSpec("echo")], NO_REPLY))
+    assert [len(value.jobs) for value in answered(settled, parking)] == [1]
+
+
+def test_a_workers_claim_takes_due_jobs_in_the_transaction_of_its_outcome(rig: Rig) -> None:
+    rig.flush(Create([JobSpec("echo"), JobSpec("echo")], NO_REPLY))
+    first = Reply()
+    [claimed] = answered(rig.flush(Claim(1, first)), first)
+    [job] = claimed.jobs
+    before, again = rig.store.transactions, Reply()
+    settled = rig.flush(Finish(Outcome(job.id, job.attempts, OWNER, "w", 0.1)), Claim(1, again))
+    assert rig.store.transactions == before + 1
+    [[following]] = [value.jobs for value in answered(settled, again)]
+    assert following.id != job.id and rig.status(following.id) is JobStatus.PROCESSING

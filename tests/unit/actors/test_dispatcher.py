@@ -95,6 +95,7 @@ class Scheduled:
 class Harness:
     def __init__(self, clock: FakeClock, actors: list[Any], held: bool = False) -> None:
         self.clock = clock
+        self.handing_out = threading.Event()
         self.script = ScriptedRegistry()
         self.registry = Recorder.start(respond=self.script.respond)
         self.schedule = Scheduled()
@@ -103,6 +104,7 @@ class Harness:
             clock=clock,
             schedule=self.schedule,
             held=held,
+            handing_out=self.handing_out,
         )
         self.workers: list[pykka.ActorRef[Any]] = []
         actors.extend([self.registry, self.ref])
@@ -322,9 +324,11 @@ def test_a_held_dispatcher_claims_nothing_until_hand_out_starts(
     disp.ref.tell(Wake())
     disp.settle()
     assert disp.claims() == [] and disp.status().handing_out is False
+    assert not disp.handing_out.is_set()  # the Workers' view: no finish-and-claim yet
     disp.ref.tell(StartHandout())
     disp.settle()
     assert len(disp.claims()) == 1 and disp.status().handing_out is True
+    assert disp.handing_out.is_set()
 
 
 def test_hand_out_stays_stopped_if_shutdown_began_before_it_started(
@@ -421,3 +425,30 @@ def test_a_parked_claim_that_took_fewer_jobs_than_slots_is_parked_again(
     assert sum(len(disp.runs(worker)) for worker in workers) == 1
     again = disp.script.parked
     assert again is not None and again.limit == 1  # the idle slot waits for the next one
+
+
+def test_stop_handout_clears_the_workers_flag(disp: Harness) -> None:
+    assert disp.handing_out.is_set()
+    stopped: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    disp.ref.tell(StopHandout(stopped, threading.Event()))
+    stopped.get(timeout=2)
+    assert not disp.handing_out.is_set()
+
+
+def test_a_slot_whose_own_claim_came_back_short_has_the_dispatcher_look_again(
+    disp: Harness,
+) -> None:
+    """Finish-and-claim: a Worker's claim for its freed slot found nothing. The Dispatcher
+    claims for it even though its own last claim came back short (it would otherwise wait
+    for news), so that a claim is parked for the slot and learns when work is due."""
+    [worker] = disp.add_workers(1)
+    disp.settle()
+    assert len(disp.claims()) == 1  # short: the Dispatcher waits for news
+    other = Recorder.start()
+    disp._actors.append(other)
+    disp.ref.tell(WorkerIdle(other))
+    disp.settle()
+    assert len(disp.claims()) == 1  # an idle slot alone is no news
+    disp.ref.tell(WorkerIdle(worker, 1, look=True))
+    disp.settle()
+    assert len(disp.claims()) == 2

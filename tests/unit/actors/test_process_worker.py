@@ -17,7 +17,8 @@ from workstream.actors.dispatcher_messages import SlotClosed, WorkerIdle
 from workstream.actors.events import EventBus
 from workstream.actors.process_worker import ProcessWorker
 from workstream.actors.process_worker_messages import AwaitReady
-from workstream.actors.registry_messages import Finish, Release
+from workstream.actors.registry_messages import Claim, Claimed, Finish, Release
+from workstream.actors.replies import answer
 from workstream.actors.ticker import Ticker
 from workstream.actors.worker_messages import Run
 from workstream.errors import ConfigError
@@ -175,3 +176,74 @@ def test_a_child_that_cannot_import_its_handlers_stops_start_up(pool: Any) -> No
     ref, _, _, _ = pool(spec={"job_handlers": ("no_such_module_for_workstream",)})
     with pytest.raises(ConfigError, match="cannot import module 'no_such_module_for_workstream'"):
         ask(ref, lambda reply: AwaitReady(reply), TIMEOUT)
+
+
+# -- finish-and-claim: a freed slot asks for its next job with the outcome that freed it
+
+
+def claims(seen: Seen) -> list[Claim]:
+    return seen.of(Claim)
+
+
+def test_a_freed_slot_claims_its_next_job_with_its_outcome_while_handing_out(pool: Any) -> None:
+    handing_out = threading.Event()
+    handing_out.set()
+    ref, registry, dispatcher, published = pool(handing_out=handing_out)
+    ask(ref, lambda reply: AwaitReady(reply), TIMEOUT)
+    dispatcher.wait(lambda: sorted(idle_slots(dispatcher)) == [0, 1], "two idle slots")
+    ref.tell(Run(make_job("a", job_type="echo"), 0))
+    registry.wait(lambda: claims(registry), "a claim for the freed slot")
+    # The outcome first, then the claim: the Registry's batch ends one and claims the next.
+    kinds = [type(item) for item in registry.items if isinstance(item, Finish | Claim)]
+    assert kinds == [Finish, Claim] and claims(registry)[0].limit == 1
+    answer(claims(registry)[0].reply, Claimed([make_job("b", job_type="echo")], None))
+    registry.wait(lambda: "b" in finishes(registry), "the next job, run in the freed slot")
+    assert idle_slots(dispatcher) == [0, 1]  # slot 0 never went back to the Dispatcher
+    assert [e.job_id for e in published if e.kind == JOB_STARTED] == ["a", "b"]
+    # Nothing more is due: the short claim's slot is offered, and the Dispatcher is told
+    # to look (it parks a claim for it).
+    registry.wait(lambda: len(claims(registry)) == 2, "the claim after b")
+    answer(claims(registry)[1].reply, Claimed([], None))
+    dispatcher.wait(lambda: len(idle_slots(dispatcher)) == 3, "the slot offered again")
+    assert dispatcher.of(WorkerIdle)[-1].look is True
+
+
+def test_jobs_claimed_after_hand_out_stopped_go_back_uncounted(pool: Any) -> None:
+    handing_out = threading.Event()
+    handing_out.set()
+    ref, registry, dispatcher, _ = pool(handing_out=handing_out)
+    ask(ref, lambda reply: AwaitReady(reply), TIMEOUT)
+    ref.tell(Run(make_job("a", job_type="echo"), 0))
+    registry.wait(lambda: claims(registry), "a claim for the freed slot")
+    handing_out.clear()  # shutdown began while the claim was in flight
+    answer(claims(registry)[0].reply, Claimed([make_job("late", job_type="echo")], None))
+    registry.wait(lambda: registry.of(Release), "the claimed job given back")
+    [release] = registry.of(Release)
+    assert release.job_ids == ["late"] and release.started is False
+    dispatcher.wait(lambda: len(idle_slots(dispatcher)) == 3, "the slot idle again")
+    assert "late" not in finishes(registry)
+
+
+def test_without_hand_out_a_freed_slot_is_offered_to_the_dispatcher(pool: Any) -> None:
+    ref, registry, dispatcher, _ = pool(handing_out=threading.Event())  # not set
+    ask(ref, lambda reply: AwaitReady(reply), TIMEOUT)
+    ref.tell(Run(make_job("a", job_type="echo"), 0))
+    dispatcher.wait(lambda: len(idle_slots(dispatcher)) == 3, "the slot offered again")
+    assert claims(registry) == []
+
+
+def test_a_claim_in_flight_when_the_child_dies_gives_its_jobs_back(pool: Any) -> None:
+    handing_out = threading.Event()
+    handing_out.set()
+    ref, registry, dispatcher, _ = pool(handing_out=handing_out)
+    ask(ref, lambda reply: AwaitReady(reply), TIMEOUT)
+    ref.tell(Run(make_job("a", job_type="echo"), 0))
+    registry.wait(lambda: claims(registry), "a claim for the freed slot")
+    ref.tell(Run(make_job("d", job_type="die", payload={"code": 1}), 1))
+    registry.wait(lambda: "d" in finishes(registry), "the crash")
+    dispatcher.wait(lambda: {0, 1} <= {m.slot for m in dispatcher.of(SlotClosed)}, "closed")
+    answer(claims(registry)[0].reply, Claimed([make_job("late", job_type="echo")], None))
+    registry.wait(lambda: registry.of(Release), "the claimed job given back")
+    assert registry.of(Release)[0].job_ids == ["late"]
+    dispatcher.wait(lambda: len(idle_slots(dispatcher)) == 4, "the replacement's slots")
+    assert "late" not in finishes(registry)
