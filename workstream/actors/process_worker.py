@@ -43,6 +43,7 @@ from workstream.actors.worker_messages import Run
 from workstream.errors import ConfigError
 from workstream.handlers import HandlerTable
 from workstream.jobs import attempts
+from workstream.jobs.events import JobEvent
 from workstream.jobs.model import Job
 from workstream.proc import journal, wire
 from workstream.proc.frames import encode_all
@@ -120,6 +121,7 @@ class ProcessWorker(pykka.ThreadingActor):
         self._generation = 0
         self._state = DOWN
         self._outbox: list[dict[str, Any]] = []
+        self._started: list[JobEvent] = []  # `job_started` of the jobs in the outbox
         self._waiters: list[Reply] = []
         self._fatal: str | None = None
         self._planned: str | None = None  # why we ended the child: timed_out, recycled
@@ -279,7 +281,9 @@ class ProcessWorker(pykka.ThreadingActor):
         timeout = handler.timeout if handler is not None else None
         self._slots.start(slot, job, self._monotonic(), timeout)
         self.stats.busy = self._slots.busy
-        self._events.publish([started_event(job, self._slot_name(slot), self._clock())])
+        # Published once the batch is written (`_flush_runs`): its metrics and log line do
+        # not hold up the job's way down to the child. The time is the start's.
+        self._started.append(started_event(job, self._slot_name(slot), self._clock()))
         if not self._outbox:
             self.actor_ref.tell(FlushRuns())
         self._outbox.append(wire.run(slot, job))
@@ -288,12 +292,15 @@ class ProcessWorker(pykka.ThreadingActor):
 
     def _flush_runs(self, message: FlushRuns) -> None:
         frames, self._outbox = self._outbox, []
-        if not frames or self._child is None:
-            return
-        if not self._child.send(encode_all(frames)):
+        started, self._started = self._started, []
+        if frames and self._child is not None and not self._child.send(encode_all(frames)):
             text = "worker process does not take its jobs; killing it"
             journal.note(logging.ERROR, "worker_process_stuck", text, self.name, self.stats.pid)
             self._child.kill()  # its exit fails the attempts it held
+        if started:
+            # Even if the child went meanwhile: these attempts started (the Registry counts
+            # them), and their failure, published when the exit is seen, follows.
+            self._events.publish(started)
 
     def _child_frames(self, message: ChildFrames) -> None:
         if message.generation != self._generation:

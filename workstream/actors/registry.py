@@ -23,7 +23,7 @@ from workstream.actors.committer import Committer
 from workstream.actors.events import EventBus
 from workstream.actors.job_ledger import JobLedger
 from workstream.actors.repair import CommitRepair
-from workstream.actors.replies import answer
+from workstream.actors.replies import Callback, answer
 from workstream.actors.write_health import WriteHealth
 from workstream.jobs.events import JobEvent
 from workstream.jobs.retry import RetryPolicy
@@ -92,8 +92,14 @@ class Registry(pykka.ThreadingActor):
         return None
 
     def _settle(self, answers: list[Answer], events: Sequence[JobEvent] | None) -> None:
-        """After each transaction: answer its requests, then publish what it committed."""
+        """After each transaction: answer its requests, then publish what it committed.
+        Actors first (a claim's jobs go to the Dispatcher or a Worker): waking an HTTP
+        thread first would have a job's start wait for its 201 to be rendered."""
         for reply, value, error in answers:
-            answer(reply, value, error)
+            if isinstance(reply, Callback):
+                answer(reply, value, error)
+        for reply, value, error in answers:
+            if not isinstance(reply, Callback):
+                answer(reply, value, error)
         if events is not None:
             self._events.publish(events)
