@@ -88,12 +88,12 @@ class Dispatcher(pykka.ThreadingActor):
         self._idle_keys: set[tuple[str, int]] = set()
         self._accepting = True
         # Held at start-up until `StartHandout`: recovery and the extensions come first.
-        self._handing_out = not held
-        # The same, for the Workers: while set, a slot freed by an outcome may claim its
-        # next job with that outcome, not through here (finish-and-claim).
-        self.handing_out_flag = handing_out or threading.Event()
-        if self._handing_out:
-            self.handing_out_flag.set()
+        # An Event, not a flag: the Workers read it too (shared by the composition root).
+        # While set, a slot freed by an outcome may claim its next job with that outcome,
+        # not through here (finish-and-claim).
+        self._handing_out = handing_out or threading.Event()
+        if not held:
+            self._handing_out.set()
         self._maybe_due = True  # jobs may be due: claim when workers are idle
         self._claiming = False
         # A wake-up came while a claim was in flight: that claim may have read the queue
@@ -171,7 +171,7 @@ class Dispatcher(pykka.ThreadingActor):
         self._held = message.claimed.held
         if message.claimed.next_run_at is not None:
             self._wake_at(message.claimed.next_run_at)
-        if not self._handing_out:
+        if not self._handing_out.is_set():
             self._unpark()
         elif self._woken_while_claiming:
             self._poke()  # what woke us meanwhile may be work this claim did not see
@@ -206,7 +206,7 @@ class Dispatcher(pykka.ThreadingActor):
         jobs = message.claimed.jobs
         unplaced = []
         for job in jobs:
-            if self._handing_out and self._idle:
+            if self._handing_out.is_set() and self._idle:
                 worker, slot = self._idle.pop()
                 self._idle_keys.discard((worker.actor_urn, slot))
                 worker.tell(Run(job, slot))
@@ -248,7 +248,7 @@ class Dispatcher(pykka.ThreadingActor):
         self._schedule(when, lambda: ref.tell(Alarm()))
 
     def _pump(self) -> None:
-        if not (self._handing_out and self._idle and self._maybe_due) or self._claiming:
+        if not (self._handing_out.is_set() and self._idle and self._maybe_due) or self._claiming:
             return
         self._claiming = True
         self._woken_while_claiming = False
@@ -266,14 +266,12 @@ class Dispatcher(pykka.ThreadingActor):
     def _start_handout(self, message: StartHandout) -> None:
         if not self._accepting:
             return  # shutdown began first: hand-out stays stopped
-        self._handing_out = True
-        self.handing_out_flag.set()
+        self._handing_out.set()
         self._pump()
 
     def _stop_handout(self, message: StopHandout) -> None:
         self._accepting = False
-        self._handing_out = False
-        self.handing_out_flag.clear()
+        self._handing_out.clear()
         self._unpark()  # what it takes now goes back (`Release`): nothing starts
         self._all_idle = message.all_idle
         if self._busy == 0:
@@ -288,7 +286,7 @@ class Dispatcher(pykka.ThreadingActor):
                 idle=len(self._idle),
                 busy=self._busy,
                 accepting=self._accepting,
-                handing_out=self._handing_out,
+                handing_out=self._handing_out.is_set(),
                 parked=self._claiming and self._parked,
             ),
         )
