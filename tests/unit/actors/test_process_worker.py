@@ -185,11 +185,24 @@ def claims(seen: Seen) -> list[Claim]:
     return seen.of(Claim)
 
 
-def test_a_freed_slot_claims_its_next_job_with_its_outcome_while_handing_out(pool: Any) -> None:
+def ready_while_handing_out(pool: Any) -> tuple[Any, Seen, Seen, list[Any], threading.Event]:
+    """A ready worker whose Dispatcher hands out: freed slots claim with their outcomes."""
     handing_out = threading.Event()
     handing_out.set()
     ref, registry, dispatcher, published = pool(handing_out=handing_out)
     ask(ref, lambda reply: AwaitReady(reply), TIMEOUT)
+    return ref, registry, dispatcher, published, handing_out
+
+
+def finish_one(ref: Any, registry: Seen) -> Claim:
+    """Run one job in slot 0; returns the claim its outcome went with."""
+    ref.tell(Run(make_job("a", job_type="echo"), 0))
+    registry.wait(lambda: claims(registry), "a claim for the freed slot")
+    return claims(registry)[0]
+
+
+def test_a_freed_slot_claims_its_next_job_with_its_outcome_while_handing_out(pool: Any) -> None:
+    ref, registry, dispatcher, published, _ = ready_while_handing_out(pool)
     dispatcher.wait(lambda: sorted(idle_slots(dispatcher)) == [0, 1], "two idle slots")
     ref.tell(Run(make_job("a", job_type="echo"), 0))
     registry.wait(lambda: claims(registry), "a claim for the freed slot")
@@ -209,14 +222,10 @@ def test_a_freed_slot_claims_its_next_job_with_its_outcome_while_handing_out(poo
 
 
 def test_jobs_claimed_after_hand_out_stopped_go_back_uncounted(pool: Any) -> None:
-    handing_out = threading.Event()
-    handing_out.set()
-    ref, registry, dispatcher, _ = pool(handing_out=handing_out)
-    ask(ref, lambda reply: AwaitReady(reply), TIMEOUT)
-    ref.tell(Run(make_job("a", job_type="echo"), 0))
-    registry.wait(lambda: claims(registry), "a claim for the freed slot")
+    ref, registry, dispatcher, _, handing_out = ready_while_handing_out(pool)
+    claim = finish_one(ref, registry)
     handing_out.clear()  # shutdown began while the claim was in flight
-    answer(claims(registry)[0].reply, Claimed([make_job("late", job_type="echo")], None))
+    answer(claim.reply, Claimed([make_job("late", job_type="echo")], None))
     registry.wait(lambda: registry.of(Release), "the claimed job given back")
     [release] = registry.of(Release)
     assert release.job_ids == ["late"] and release.started is False
@@ -233,16 +242,12 @@ def test_without_hand_out_a_freed_slot_is_offered_to_the_dispatcher(pool: Any) -
 
 
 def test_a_claim_in_flight_when_the_child_dies_gives_its_jobs_back(pool: Any) -> None:
-    handing_out = threading.Event()
-    handing_out.set()
-    ref, registry, dispatcher, _ = pool(handing_out=handing_out)
-    ask(ref, lambda reply: AwaitReady(reply), TIMEOUT)
-    ref.tell(Run(make_job("a", job_type="echo"), 0))
-    registry.wait(lambda: claims(registry), "a claim for the freed slot")
+    ref, registry, dispatcher, _, _ = ready_while_handing_out(pool)
+    claim = finish_one(ref, registry)
     ref.tell(Run(make_job("d", job_type="die", payload={"code": 1}), 1))
     registry.wait(lambda: "d" in finishes(registry), "the crash")
     dispatcher.wait(lambda: {0, 1} <= {m.slot for m in dispatcher.of(SlotClosed)}, "closed")
-    answer(claims(registry)[0].reply, Claimed([make_job("late", job_type="echo")], None))
+    answer(claim.reply, Claimed([make_job("late", job_type="echo")], None))
     registry.wait(lambda: registry.of(Release), "the claimed job given back")
     assert registry.of(Release)[0].job_ids == ["late"]
     dispatcher.wait(lambda: len(idle_slots(dispatcher)) == 4, "the replacement's slots")
