@@ -268,10 +268,10 @@ class ProcessWorker(pykka.ThreadingActor):
     def _run(self, message: Run) -> None:
         slot, job = message.slot, message.job
         self._slots.offered.discard(slot)
-        if self._state != READY or slot in self._slots.running or slot in self._slots.claiming:
+        if self._state != READY or slot in self._slots.running:
             # The child went away after this slot was offered: the job goes back uncounted.
             self._registry.tell(Release(job_ids=[job.id], started=False))
-            if slot not in self._slots.running and slot not in self._slots.claiming:
+            if slot not in self._slots.running:
                 self._dispatcher.tell(SlotClosed(self.actor_ref, slot))
             return
         self._start(slot, job)
@@ -326,9 +326,6 @@ class ProcessWorker(pykka.ThreadingActor):
                 self._offer(slot)
             elif self._state == RETIRING:
                 self._dispatcher.tell(SlotClosed(self.actor_ref, slot))
-        self._retire_when_idle()
-
-    def _retire_when_idle(self) -> None:
         if self._state == RETIRING and not self._slots.busy and self._child is not None:
             self._child.close()  # EOF: it exits, and its exit starts the replacement
             self._later(self._grace, KillChild(self._generation))
@@ -350,8 +347,9 @@ class ProcessWorker(pykka.ThreadingActor):
     def _handed(self, message: Handed) -> None:
         claimed: Claimed | None = message.claimed
         jobs = list(claimed.jobs) if claimed is not None else []
+        # Slots still claiming belong to this child, READY: leaving READY withdraws them.
         mine = self._slots.claimed(message.slots) if message.generation == self._generation else []
-        usable = mine if self._state == READY and self._may_claim() else []
+        usable = mine if self._may_claim() else []
         for slot, job in zip(usable, jobs, strict=False):
             self._start(slot, job)
         started = min(len(usable), len(jobs))
@@ -359,15 +357,11 @@ class ProcessWorker(pykka.ThreadingActor):
             # The child went away, or hand-out stopped, while the claim was in flight.
             self._registry.tell(Release(job_ids=[job.id for job in jobs[started:]], started=False))
         for slot in mine[started:]:
-            if self._state == READY:
-                # The claim came back short: the Dispatcher claims for this slot (and parks
-                # that claim until work comes), as for any idle slot.
-                self._offer(slot, look=True)
-            else:
-                self._dispatcher.tell(SlotClosed(self.actor_ref, slot))
+            # Short (or hand-out stopped): the Dispatcher claims for this slot, and parks
+            # that claim until work comes, as for any idle slot.
+            self._offer(slot, look=True)
         if message.error is not None:
             log.warning("claim failed: %s", message.error, extra={"event": "claim_failed"})
-        self._retire_when_idle()
 
     def _done(self, done: wire.Done) -> list[int]:
         if self._slots.done(done.slot, done.job_id, done.attempt) is None:
