@@ -318,18 +318,7 @@ class JobLedger:
             tx.add_attempt(self._attempt_of(job, outcome, batch.now))
         kind = JOB_COMPLETED if outcome.error is None else JOB_FAILED
         batch.events.append(
-            JobEvent(
-                kind,
-                done.id,
-                done.type,
-                outcome.attempt,
-                batch.now,
-                worker=outcome.worker,
-                duration_ms=round(outcome.duration * 1000, 3),
-                error=outcome.error,
-                final=done.finished,
-                run_at=done.run_at,
-            )
+            _ended(kind, done, outcome, batch.now, error=outcome.error, final=done.finished)
         )
 
     def _outcome(self, job: Job, outcome: Outcome, now: float) -> Job:
@@ -389,19 +378,8 @@ class JobLedger:
                         control.window_count,
                     )
                 )
-        batch.events.append(
-            JobEvent(
-                JOB_SNOOZED,
-                done.id,
-                done.type,
-                outcome.attempt,
-                batch.now,
-                worker=outcome.worker,
-                duration_ms=round(outcome.duration * 1000, 3),
-                run_at=done.run_at,
-                reason="rate_limited" if outcome.hold_type else "snoozed",
-            )
-        )
+        reason = "rate_limited" if outcome.hold_type else "snoozed"
+        batch.events.append(_ended(JOB_SNOOZED, done, outcome, batch.now, reason=reason))
 
     def _set_paused(self, command: SetPaused, tx: Transaction, batch: Batch) -> TypeControl:
         control = tx.lock_types([command.job_type])[command.job_type]
@@ -585,6 +563,22 @@ class JobLedger:
         AttemptEnded: _attempt_ended,
         SetPaused: _set_paused,
     }
+
+
+def _ended(kind: str, done: Job, outcome: Outcome, now: float, **fields: Any) -> JobEvent:
+    """The event of an attempt that ended (completed, failed, snoozed): `done` is the job
+    after it."""
+    return JobEvent(
+        kind,
+        done.id,
+        done.type,
+        outcome.attempt,
+        now,
+        worker=outcome.worker,
+        duration_ms=round(outcome.duration * 1000, 3),
+        run_at=done.run_at,
+        **fields,
+    )
 
 
 def _paused(controls: Mapping[str, TypeControl], name: str) -> bool:
