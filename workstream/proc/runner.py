@@ -8,6 +8,7 @@ outcomes go up in batches and the parent can recycle a child that grew too big.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -94,26 +95,11 @@ class Runner:
         if error is None:
             return wire.Done(slot, job.id, job.attempts, call.duration, call.result)
         deferral = call_deferral(call)
+        failed = wire.Done(slot, job.id, job.attempts, call.duration, None, error)
         if deferral is not None:
-            return wire.Done(
-                slot,
-                job.id,
-                job.attempts,
-                call.duration,
-                None,
-                error,
-                defer=deferral[0],
-                hold_type=deferral[1],
-            )
-        return wire.Done(
-            slot,
-            job.id,
-            job.attempts,
-            call.duration,
-            None,
-            error,
-            error_class=call_error_class(call),
-            traceback=call_traceback(call),
+            return dataclasses.replace(failed, defer=deferral[0], hold_type=deferral[1])
+        return dataclasses.replace(
+            failed, error_class=call_error_class(call), traceback=call_traceback(call)
         )
 
     def _work(self) -> None:
