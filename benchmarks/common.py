@@ -88,6 +88,21 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 15.0)
         proc.wait(5)
 
 
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) each of `pid` and its descendants has used so far."""
+    import psutil
+
+    process = psutil.Process(pid)
+    used = {}
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        used[each.pid] = times.user + times.system
+    return used
+
+
 def rss_mib(pid: int) -> float:
     """Resident set size of a process, MiB (Linux /proc)."""
     with open(f"/proc/{pid}/status") as status:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks import record
-from benchmarks.common import NotRun, percentile
+from benchmarks.common import NotRun, cpu_seconds, percentile
 from benchmarks.workloads import _wait_records
 from benchmarks.wsrun import Server, count_status, preload
 
@@ -67,17 +67,7 @@ class Poller(threading.Thread):
 
 def server_cpu(pid: int) -> float:
     """CPU seconds the server and its worker processes have used so far."""
-    import psutil
-
-    total = 0.0
-    process = psutil.Process(pid)
-    for each in [process, *process.children(recursive=True)]:
-        try:
-            times = each.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
+    return sum(cpu_seconds(pid).values())
 
 
 def one_run(

@@ -5,35 +5,21 @@
 Stores N no-op jobs (as the drain workload does), starts `workstream serve` with the given
 settings (say `WORKER_COUNT=16` or `WORKER_PROCESSES=0`), and times the drain from the
 moment `/health` answers (start-up excluded) to the last job's last line. Prints jobs/s and
-the CPU seconds each process used meanwhile (`/proc/<pid>/stat`), as µs per job. To
+the CPU seconds each process used meanwhile (psutil), as µs per job. To
 compare two commits, run it in a checkout of each, alternating: the machine is noisy.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks import record
+from benchmarks.common import cpu_seconds
 from benchmarks.wsrun import Server, preload
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        path = Path(f"/proc/{pid}/task/{task}/children")
-        if path.exists():
-            found += [int(child) for child in path.read_text().split()]
-    return found
 
 
 def drain(jobs: int, settings: dict[str, str]) -> tuple[float, float, list[float]]:
@@ -46,17 +32,17 @@ def drain(jobs: int, settings: dict[str, str]) -> tuple[float, float, list[float
     server.start()
     try:
         server.wait_ready()
-        pids = [server.pid, *children(server.pid)]
-        before = {pid: cpu_seconds(pid) for pid in pids}
+        before = cpu_seconds(server.pid)  # the server, then its worker processes
         started = time.time()
         while record.count(records) < jobs:
             time.sleep(0.02)
-        after = {pid: cpu_seconds(pid) for pid in pids}
+        after = cpu_seconds(server.pid)
     finally:
         server.stop()
     last = max(row[2] for row in record.read(records))
-    per_job = {pid: (after[pid] - before[pid]) * 1e6 / jobs for pid in pids}
-    return jobs / (last - started), per_job[server.pid], [per_job[pid] for pid in pids[1:]]
+    per_job = {pid: (after[pid] - before[pid]) * 1e6 / jobs for pid in before if pid in after}
+    children = [value for pid, value in per_job.items() if pid != server.pid]
+    return jobs / (last - started), per_job[server.pid], children
 
 
 def main() -> None:
